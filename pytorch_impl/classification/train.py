@@ -1,0 +1,50 @@
+"""Training and evaluation of the classification twin (PyTorch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from shared.data import ClassificationData, Split, batch_plan, check_labels, load_classification
+from shared.metrics import classification_metrics
+from shared.specs.classification import ClassificationSpec
+
+from ..tensors import resolve_device, to_native
+from ..training import Trainer
+from .loss import compute_loss
+from .model import ResNet, build_model, predict
+
+
+def evaluate(model: ResNet, split: Split, spec: ClassificationSpec, device: str = "cpu") -> dict:
+    """accuracy, balanced_accuracy and per_class_recall on ``split``."""
+    logits = predict(model, split.images, device=device)["logits"]
+    return classification_metrics(logits, split.labels, spec.model.num_classes)
+
+
+def train(spec: ClassificationSpec, data: ClassificationData | None = None, *, model: ResNet | None = None,
+          device: str = "cpu", progress: bool = True) -> tuple[ResNet, list[dict]]:
+    """Train on ``data`` (loaded from the spec if None); returns the model and per-epoch history."""
+    spec.check_data_matches()
+    data = data or load_classification(spec.data)
+    dev = resolve_device(device)
+    if model is None:
+        torch.manual_seed(spec.train.seed)
+        model = build_model(spec)
+    model.to(dev)
+    images = to_native(data.train.images, channels=spec.model.in_channels, device=dev)
+    labels = torch.from_numpy(check_labels(data.train.labels, num_classes=spec.model.num_classes,
+                                           n=len(data.train))).to(dev)
+    plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
+    trainer = Trainer(model, spec, compute_loss, device=dev)
+    history = trainer.fit(images, labels, plan, evaluate=lambda: evaluate(model, data.test, spec, dev),
+                          progress=progress)
+    return model.cpu(), history
+
+
+def train_steps(model: ResNet, spec: ClassificationSpec, images: np.ndarray, labels: np.ndarray,
+                batches: list[np.ndarray], lr: float) -> list[float]:
+    """Plain SGD steps over ``batches`` (index arrays) at learning rate ``lr``: the L3 parity probe."""
+    trainer = Trainer(model, spec, compute_loss, lr=lr)
+    x = to_native(images, channels=spec.model.in_channels)
+    y = torch.from_numpy(check_labels(labels, num_classes=spec.model.num_classes, n=len(images)))
+    return [trainer.step(x[torch.as_tensor(idx)], y[torch.as_tensor(idx)]) for idx in batches]

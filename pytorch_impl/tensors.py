@@ -1,0 +1,31 @@
+"""The one boundary where NHWC numpy data becomes PyTorch tensors (NCHW) and back."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from shared.data.validate import check_images
+
+
+def resolve_device(name: str = "cpu") -> torch.device:
+    """``cpu``, ``cuda`` (error if absent) or ``auto`` (cuda when present)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"unknown device {name!r}; expected one of ['cpu', 'cuda', 'auto']")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def to_native(images: np.ndarray, *, channels: int | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
+    """[N, H, W, C] float32 numpy -> [N, C, H, W] torch tensor, after validating it."""
+    images = check_images(images, channels=channels)
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A model output back to numpy; feature maps [N, C, H, W] become [N, H, W, C]."""
+    array = tensor.detach().cpu().numpy()
+    return np.ascontiguousarray(array.transpose(0, 2, 3, 1)) if array.ndim == 4 else array

@@ -1,0 +1,76 @@
+"""The training machinery every PyTorch twin uses: optimizer and loop.
+
+Twin of ``tensorflow_impl/training.py``. Both consume the same batch plan
+(``shared.data.batch_plan``) and compute the same update: coupled weight decay
+on conv / dense kernels only, momentum SGD or Adam.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from shared.specs.base import TrainSpec
+
+
+def make_optimizer(model: nn.Module, train: TrainSpec, lr: float | None = None) -> torch.optim.Optimizer:
+    """SGD with momentum or Adam; weight decay on kernels (ndim > 1) only, not on BatchNorm or biases."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    lr = train.lr if lr is None else lr
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=train.momentum)
+    return torch.optim.Adam(groups, lr=lr, eps=1e-8)
+
+
+class Trainer:
+    """Trains ``model`` with ``loss_fn(outputs, targets, spec) -> {"loss": ..., ...}``.
+
+    ``step`` runs one batch; ``fit`` runs a whole batch plan, evaluating after each epoch.
+    """
+
+    def __init__(self, model: nn.Module, spec, loss_fn: Callable, train: TrainSpec | None = None,
+                 lr: float | None = None, device: str | torch.device = "cpu"):
+        self.model, self.spec, self.loss_fn = model, spec, loss_fn
+        self.device = torch.device(device)
+        self.optimizer = make_optimizer(model, train or spec.train, lr)
+
+    def step(self, images: torch.Tensor, targets: torch.Tensor) -> float:
+        """One optimisation step on a native batch; returns the batch's total loss."""
+        self.model.train()
+        losses = self.loss_fn(self.model(images), targets, self.spec)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        self.optimizer.step()
+        return float(losses["loss"].detach())
+
+    def fit(self, images: torch.Tensor, targets: torch.Tensor, plan: list[list[np.ndarray]],
+            evaluate: Callable[[], dict] | None = None, progress: bool = True) -> list[dict]:
+        """Train over ``plan`` (per epoch, batch index arrays); returns one history row per epoch."""
+        history, elapsed = [], 0.0
+        for epoch, batches in enumerate(plan):
+            start, total, count = time.perf_counter(), 0.0, 0
+            bar = tqdm(batches, desc=f"torch epoch {epoch + 1}/{len(plan)}", disable=not progress, leave=False)
+            for idx in bar:
+                idx_t = torch.as_tensor(idx, device=images.device)
+                loss = self.step(images[idx_t], targets[idx_t])
+                total, count = total + loss * len(idx), count + len(idx)
+                bar.set_postfix(loss=f"{total / count:.4f}")
+            elapsed += time.perf_counter() - start
+            row = {"epoch": epoch + 1, "loss": total / count, "seconds": elapsed}
+            if evaluate is not None:
+                row.update({f"test_{k}": v for k, v in evaluate().items() if not isinstance(v, list)})
+            history.append(row)
+            if progress:
+                print(_describe(row), flush=True)
+        return history
+
+
+def _describe(row: dict) -> str:
+    return "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())

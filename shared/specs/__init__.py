@@ -1,0 +1,85 @@
+"""Task specifications and the task registry.
+
+``TASKS`` is the one list of tasks: the command line, the report, the parity
+tests and the study guide all iterate over it, so a task plugs in by adding an
+entry here and implementing the twin contract in both impl packages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import classification
+from .base import ParityTolerances, SpecError, TrainSpec, spec_key, spec_to_dict
+
+FRAMEWORKS = ("torch", "tensorflow")
+PRESETS = ("tiny", "standard")
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """One registry row.
+
+    status: ``ready`` when both twins implement the contract, ``planned``
+        while the task is on the roadmap only.
+    seed_answers: the numbers of the seed answers whose claims it measures.
+    """
+
+    name: str
+    summary: str
+    seed_answers: tuple[int, ...]
+    status: str = "planned"
+    presets: dict[str, Callable[[], Any]] = field(default_factory=dict)
+
+
+TASKS: dict[str, TaskEntry] = {e.name: e for e in (
+    TaskEntry("classification", "ResNet-style classifier and feature extractor; pooling variants", (1, 2, 16),
+              "ready", {"tiny": classification.tiny, "standard": classification.standard}),
+    TaskEntry("augmentation", "data augmentation ops and their ablation", (4,)),
+    TaskEntry("transfer_learning", "pretrain, freeze and fine-tune across domains", (3, 18)),
+    TaskEntry("detection", "anchors; SSD-, Faster R-CNN- and YOLO-style detectors", (5, 19, 23)),
+    TaskEntry("semantic_segmentation", "FCN, U-Net and atrous / DeepLab-style segmentation", (7, 20, 21)),
+    TaskEntry("instance_segmentation", "Mask R-CNN-style instance segmentation", (7, 24)),
+    TaskEntry("tracking", "SiamFC-style Siamese tracker", (6, 22)),
+    TaskEntry("ocr", "CRNN with CTC loss and decoding", (8, 25)),
+    TaskEntry("embedding", "metric-learned embeddings and retrieval", (9, 26)),
+    TaskEntry("distillation", "knowledge distillation teacher to student", (10, 27)),
+    TaskEntry("class_imbalance", "long-tailed data and rebalancing methods", (17,)),
+    TaskEntry("pooling", "max, average and L2 pooling compared", (16,)),
+    TaskEntry("robustness", "occlusion and illumination robustness", (15,)),
+    TaskEntry("distributed", "tf.distribute and torch DDP, proven equivalent", (12, 14, 29)),
+)}
+
+
+def check_task(name: str) -> TaskEntry:
+    """The registry entry of ``name``; a clear error for an unknown or unbuilt task."""
+    if name not in TASKS:
+        raise SpecError(f"unknown task {name!r}; expected one of {sorted(TASKS)}")
+    entry = TASKS[name]
+    if entry.status != "ready":
+        ready = sorted(n for n, e in TASKS.items() if e.status == "ready")
+        raise SpecError(f"task {name!r} is {entry.status} and has no implementation yet; ready tasks: {ready}")
+    return entry
+
+
+def check_framework(name: str) -> str:
+    if name not in FRAMEWORKS:
+        raise SpecError(f"unknown framework {name!r}; expected one of {list(FRAMEWORKS)}")
+    return name
+
+
+def get_spec(task: str, preset: str = "standard") -> Any:
+    """The spec of ``task`` at ``preset`` (``tiny`` for tests, ``standard`` for the report)."""
+    entry = check_task(task)
+    if preset not in entry.presets:
+        raise SpecError(f"unknown preset {preset!r} for task {task!r}; expected one of {sorted(entry.presets)}")
+    return entry.presets[preset]()
+
+
+def ready_tasks() -> list[str]:
+    return [n for n, e in TASKS.items() if e.status == "ready"]
+
+
+__all__ = ["FRAMEWORKS", "PRESETS", "TASKS", "TaskEntry", "ParityTolerances", "SpecError", "TrainSpec",
+           "check_framework", "check_task", "get_spec", "ready_tasks", "spec_key", "spec_to_dict"]

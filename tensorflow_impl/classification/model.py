@@ -1,0 +1,175 @@
+"""ResNet-style classifier and feature extractor (TensorFlow / Keras 3 twin).
+
+Layer ``name=`` strings are the PyTorch attribute names, so every weight maps
+to torchvision's ``state_dict`` key (``layer1.0.conv1.weight``) mechanically,
+and a torchvision ResNet loads here. Reads line for line like
+``pytorch_impl/classification/model.py``; the differences are Keras' NHWC
+layout and the ``training`` flag.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from shared.specs.classification import ClassificationSpec, ResNetSpec
+
+from ..layers import BatchNorm2d, Conv2d, GlobalPool, Linear, Pool2d, ReLU, Sequential
+from ..tensors import resolve_device, to_native, to_numpy
+
+# torchvision's ResNet initialisation (He normal, fan_out), as pytorch_impl's _init_weights.
+HE_FAN_OUT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+
+
+class BasicBlock(keras.layers.Layer):
+    """Two 3x3 convs with an identity (or 1x1 projection) shortcut."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, width: int, stride: int, spec: ResNetSpec, **kwargs):
+        super().__init__(**kwargs)
+        eps, mom = spec.bn_eps, spec.bn_momentum
+        self.conv1 = Conv2d(in_channels, width, 3, stride, 1, bias=False, kernel_initializer=HE_FAN_OUT, name="conv1")
+        self.bn1 = BatchNorm2d(width, eps, mom, name="bn1")
+        self.relu = ReLU(name="relu")
+        self.conv2 = Conv2d(width, width, 3, 1, 1, bias=False, kernel_initializer=HE_FAN_OUT, name="conv2")
+        self.bn2 = BatchNorm2d(width, eps, mom, name="bn2")
+        self.downsample = _shortcut(in_channels, width * self.expansion, stride, spec)
+
+    def call(self, x, training=False):
+        identity = x if self.downsample is None else self.downsample(x, training=training)
+        out = self.relu(self.bn1(self.conv1(x), training=training))
+        out = self.bn2(self.conv2(out), training=training)
+        return self.relu(out + identity)
+
+
+class Bottleneck(keras.layers.Layer):
+    """1x1 reduce, 3x3 (carrying the stride, torchvision's v1.5), 1x1 expand by 4."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, width: int, stride: int, spec: ResNetSpec, **kwargs):
+        super().__init__(**kwargs)
+        eps, mom = spec.bn_eps, spec.bn_momentum
+        self.conv1 = Conv2d(in_channels, width, 1, 1, 0, bias=False, kernel_initializer=HE_FAN_OUT, name="conv1")
+        self.bn1 = BatchNorm2d(width, eps, mom, name="bn1")
+        self.conv2 = Conv2d(width, width, 3, stride, 1, bias=False, kernel_initializer=HE_FAN_OUT, name="conv2")
+        self.bn2 = BatchNorm2d(width, eps, mom, name="bn2")
+        self.conv3 = Conv2d(width, width * self.expansion, 1, 1, 0, bias=False, kernel_initializer=HE_FAN_OUT,
+                            name="conv3")
+        self.bn3 = BatchNorm2d(width * self.expansion, eps, mom, name="bn3")
+        self.relu = ReLU(name="relu")
+        self.downsample = _shortcut(in_channels, width * self.expansion, stride, spec)
+
+    def call(self, x, training=False):
+        identity = x if self.downsample is None else self.downsample(x, training=training)
+        out = self.relu(self.bn1(self.conv1(x), training=training))
+        out = self.relu(self.bn2(self.conv2(out), training=training))
+        out = self.bn3(self.conv3(out), training=training)
+        return self.relu(out + identity)
+
+
+def _shortcut(in_channels: int, out_channels: int, stride: int, spec: ResNetSpec) -> Sequential | None:
+    if stride == 1 and in_channels == out_channels:
+        return None
+    return Sequential(Conv2d(in_channels, out_channels, 1, stride, 0, bias=False, kernel_initializer=HE_FAN_OUT,
+                             name="0"),
+                      BatchNorm2d(out_channels, spec.bn_eps, spec.bn_momentum, name="1"), name="downsample")
+
+
+class ResNet(keras.Model):
+    """Stem, ``len(depths)`` stages named ``layer1``..., global pool, ``fc``.
+
+    Input: images [N, H, W, C] float32. ``call`` returns ``{"logits": [N, classes]}``.
+    """
+
+    def __init__(self, spec: ResNetSpec, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+        block = Bottleneck if spec.block == "bottleneck" else BasicBlock
+        eps, mom = spec.bn_eps, spec.bn_momentum
+        if spec.stem == "imagenet":
+            self.conv1 = Conv2d(spec.in_channels, spec.stem_width, 7, 2, 3, bias=False, kernel_initializer=HE_FAN_OUT,
+                                name="conv1")
+            self.stem_pool = Pool2d(spec.stem_pool, 3, 2, 1, name="stem_pool")
+        else:
+            self.conv1 = Conv2d(spec.in_channels, spec.stem_width, 3, 1, 1, bias=False, kernel_initializer=HE_FAN_OUT,
+                                name="conv1")
+            self.stem_pool = None
+        self.bn1 = BatchNorm2d(spec.stem_width, eps, mom, name="bn1")
+        self.relu = ReLU(name="relu")
+        channels = spec.stem_width
+        self.stage_names = []
+        for i, (depth, width) in enumerate(zip(spec.depths, spec.widths)):
+            stride = 1 if i == 0 else 2
+            blocks = []
+            for j in range(depth):
+                blocks.append(block(channels, width, stride, spec, name=str(j)))
+                channels, stride = width * block.expansion, 1
+            self.stage_names.append(f"layer{i + 1}")
+            setattr(self, f"layer{i + 1}", Sequential(*blocks, name=f"layer{i + 1}"))
+        self.head_pool = GlobalPool(spec.head_pool, name="head_pool")
+        self.fc = Linear(channels, spec.num_classes, name="fc")
+
+    def forward_features(self, x, training=False) -> list:
+        """Every stage's feature map, [N, H_i, W_i, C_i], shallow to deep."""
+        x = self.relu(self.bn1(self.conv1(x), training=training))
+        if self.stem_pool is not None:
+            x = self.stem_pool(x)
+        features = []
+        for name in self.stage_names:
+            x = getattr(self, name)(x, training=training)
+            features.append(x)
+        return features
+
+    def forward_head(self, x, pre_logits: bool = False):
+        """[N, H, W, C] last feature map -> [N, C] pooled features or [N, classes] logits."""
+        x = self.head_pool(x)
+        return x if pre_logits else self.fc(x)
+
+    def call(self, x, training=False):
+        return {"logits": self.forward_head(self.forward_features(x, training=training)[-1])}
+
+
+def build_model(spec: ClassificationSpec) -> ResNet:
+    model = ResNet(spec.model, name="resnet")
+    model(keras.ops.zeros((1, *spec.input_shape)))  # create the variables now (Keras builds lazily)
+    return model
+
+
+def predict(model: ResNet, images: np.ndarray, *, with_features: bool = False, batch_size: int = 256,
+            device: str = "cpu") -> dict[str, np.ndarray]:
+    """Eval-mode outputs for NHWC numpy images, as NHWC numpy.
+
+    Returns ``{"logits": [N, classes]}`` and, with ``with_features``, every
+    stage's map as ``features.<i>``: [N, H_i, W_i, C_i].
+    """
+    x_all = to_native(images, channels=model.spec.in_channels, device=device)
+    forward = _inference_fn(model, with_features)
+    chunks: dict[str, list[np.ndarray]] = {}
+    with tf.device(resolve_device(device)):
+        for start in range(0, x_all.shape[0], batch_size):
+            for key, value in forward(x_all[start:start + batch_size]).items():
+                chunks.setdefault(key, []).append(to_numpy(value))
+    return {key: np.concatenate(parts) for key, parts in chunks.items()}
+
+
+_INFERENCE_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _inference_fn(model: ResNet, with_features: bool):
+    # One traced graph per model and output set (tf.function), as Keras' predict would use.
+    cache = _INFERENCE_FNS.setdefault(model, {})
+    if with_features not in cache:
+        @tf.function(reduce_retracing=True)
+        def forward(x):
+            features = model.forward_features(x, training=False)
+            out = {"logits": model.forward_head(features[-1])}
+            if with_features:
+                out.update({f"features.{i}": f for i, f in enumerate(features)})
+            return out
+        cache[with_features] = forward
+    return cache[with_features]

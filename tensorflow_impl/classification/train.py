@@ -1,0 +1,48 @@
+"""Training and evaluation of the classification twin (TensorFlow / Keras ``fit``)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from shared.data import ClassificationData, Split, batch_plan, check_images, check_labels, load_classification
+from shared.metrics import classification_metrics
+from shared.specs.classification import ClassificationSpec
+
+from ..tensors import resolve_device
+from ..training import Trainer
+from .loss import compute_loss
+from .model import ResNet, build_model, predict
+
+
+def evaluate(model: ResNet, split: Split, spec: ClassificationSpec, device: str = "cpu") -> dict:
+    """accuracy, balanced_accuracy and per_class_recall on ``split``."""
+    logits = predict(model, split.images, device=device)["logits"]
+    return classification_metrics(logits, split.labels, spec.model.num_classes)
+
+
+def train(spec: ClassificationSpec, data: ClassificationData | None = None, *, model: ResNet | None = None,
+          device: str = "cpu", progress: bool = True) -> tuple[ResNet, list[dict]]:
+    """Train on ``data`` (loaded from the spec if None); returns the model and per-epoch history."""
+    spec.check_data_matches()
+    data = data or load_classification(spec.data)
+    resolve_device(device)
+    if model is None:
+        keras.utils.set_random_seed(spec.train.seed)
+        model = build_model(spec)
+    images = check_images(data.train.images, channels=spec.model.in_channels)
+    labels = check_labels(data.train.labels, num_classes=spec.model.num_classes, n=len(data.train))
+    plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
+    trainer = Trainer(model, spec, compute_loss, device=device)
+    history = trainer.fit(images, labels, plan, evaluate=lambda: evaluate(model, data.test, spec, device),
+                          progress=progress)
+    return model, history
+
+
+def train_steps(model: ResNet, spec: ClassificationSpec, images: np.ndarray, labels: np.ndarray,
+                batches: list[np.ndarray], lr: float) -> list[float]:
+    """Plain SGD steps over ``batches`` (index arrays) at learning rate ``lr``: the L3 parity probe."""
+    trainer = Trainer(model, spec, compute_loss, lr=lr)
+    x = check_images(images, channels=spec.model.in_channels)
+    y = check_labels(labels, num_classes=spec.model.num_classes, n=len(images))
+    return [trainer.step(x[idx], y[idx]) for idx in batches]

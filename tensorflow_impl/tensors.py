@@ -1,0 +1,34 @@
+"""The one boundary where NHWC numpy data becomes TensorFlow tensors (NHWC: no transpose) and back."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from shared.data.validate import check_images
+
+
+def resolve_device(name: str = "cpu") -> str:
+    """``cpu``, ``cuda`` (error if absent) or ``auto`` -> a TensorFlow device string."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "auto":
+        return "/GPU:0" if gpus else "/CPU:0"
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"unknown device {name!r}; expected one of ['cpu', 'cuda', 'auto']")
+    if name.startswith("cuda"):
+        if not gpus:
+            raise RuntimeError(f"device {name!r} requested but TensorFlow sees no GPU")
+        return f"/GPU:{name.split(':')[1] if ':' in name else 0}"
+    return "/CPU:0"
+
+
+def to_native(images: np.ndarray, *, channels: int | None = None, device: str = "cpu") -> tf.Tensor:
+    """[N, H, W, C] float32 numpy -> [N, H, W, C] tf tensor, after validating it."""
+    images = check_images(images, channels=channels)
+    with tf.device(resolve_device(device)):
+        return tf.convert_to_tensor(images)
+
+
+def to_numpy(tensor) -> np.ndarray:
+    """A model output back to numpy (already NHWC)."""
+    return np.asarray(tensor.numpy() if hasattr(tensor, "numpy") else tensor)

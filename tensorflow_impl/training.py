@@ -1,0 +1,139 @@
+"""The training machinery every TensorFlow twin uses: optimizer and loop.
+
+Twin of ``pytorch_impl/training.py``, built on Keras' own ``compile``/``fit``.
+Two numerics are matched on purpose:
+
+* weight decay: Keras 3's ``weight_decay`` is decoupled (applied outside the
+  momentum) and decays every variable, BatchNorm and biases included. torch's
+  is an L2 term added to the gradient; the optimizers below add it the same
+  way and to conv / dense kernels only, as ``pytorch_impl.training`` does.
+* momentum: Keras keeps v = mu * v - lr * g, torch b = mu * b + g; with the
+  constant learning rate used here the two give the same weights.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from shared.specs.base import TrainSpec
+
+from .tensors import resolve_device
+
+
+class _CoupledWeightDecay:
+    """Adds ``l2 * w`` to the gradient of every kernel (rank > 1) before the update, as torch does."""
+
+    def __init__(self, *args, l2: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.l2 = l2
+
+    def apply(self, grads, trainable_variables=None):
+        variables = trainable_variables if trainable_variables is not None else self._trainable_variables
+        if self.l2:
+            grads = [g if g is None or len(v.shape) <= 1 else g + self.l2 * v for g, v in zip(grads, variables)]
+        return super().apply(grads, trainable_variables)
+
+
+class SGD(_CoupledWeightDecay, keras.optimizers.SGD):
+    pass
+
+
+class Adam(_CoupledWeightDecay, keras.optimizers.Adam):
+    # Keras adds epsilon to sqrt(v) before bias correction, torch after: equal but for epsilon's scale.
+    pass
+
+
+def make_optimizer(model: keras.Model, train: TrainSpec, lr: float | None = None) -> keras.optimizers.Optimizer:
+    """SGD with momentum or Adam; weight decay on kernels (rank > 1) only, not on BatchNorm or biases."""
+    lr = train.lr if lr is None else lr
+    if train.optimizer == "sgd":
+        return SGD(learning_rate=lr, momentum=train.momentum, l2=train.weight_decay)
+    return Adam(learning_rate=lr, epsilon=1e-8, l2=train.weight_decay)
+
+
+class FitAdapter(keras.Model):
+    """Lets Keras ``fit`` train a twin model with the task's free loss function.
+
+    Keras 3's documented hook for a custom loss is ``compute_loss``; the model
+    itself stays the plain twin, so its weights keep their canonical names.
+    """
+
+    def __init__(self, model: keras.Model, spec, loss_fn: Callable, **kwargs):
+        super().__init__(**kwargs)
+        self.model, self.spec, self.loss_fn = model, spec, loss_fn
+
+    def call(self, x, training=False):
+        return self.model(x, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return self.loss_fn(y_pred, y, self.spec)["loss"]
+
+
+class _PlanBatches(keras.utils.PyDataset):
+    """Serves the batches of a shared batch plan, epoch by epoch, in order."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, plan: list[list[np.ndarray]]):
+        super().__init__()
+        self.images, self.targets, self.plan, self.epoch = images, targets, plan, 0
+
+    def __len__(self) -> int:
+        return len(self.plan[min(self.epoch, len(self.plan) - 1)])
+
+    def __getitem__(self, i):
+        idx = self.plan[min(self.epoch, len(self.plan) - 1)][i]
+        return self.images[idx], self.targets[idx]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+
+
+class _History(keras.callbacks.Callback):
+    def __init__(self, evaluate, progress):
+        super().__init__()
+        self.evaluate, self.progress, self.rows, self.elapsed, self.start = evaluate, progress, [], 0.0, 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.elapsed += time.perf_counter() - self.start
+        row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "seconds": self.elapsed}
+        if self.evaluate is not None:
+            row.update({f"test_{k}": v for k, v in self.evaluate().items() if not isinstance(v, list)})
+        self.rows.append(row)
+        if self.progress:
+            print("  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                  flush=True)
+
+
+class Trainer:
+    """Trains ``model`` with ``loss_fn(outputs, targets, spec) -> {"loss": ..., ...}``.
+
+    ``step`` runs one batch; ``fit`` runs a whole batch plan with Keras ``fit``,
+    evaluating after each epoch.
+    """
+
+    def __init__(self, model: keras.Model, spec, loss_fn: Callable, train: TrainSpec | None = None,
+                 lr: float | None = None, device: str = "cpu"):
+        self.model, self.spec, self.device = model, spec, resolve_device(device)
+        self.adapter = FitAdapter(model, spec, loss_fn)
+        self.adapter.compile(optimizer=make_optimizer(model, train or spec.train, lr))
+
+    def step(self, images, targets) -> float:
+        """One optimisation step on a batch; returns the batch's total loss."""
+        with tf.device(self.device):
+            return float(self.adapter.train_on_batch(images, targets))
+
+    def fit(self, images: np.ndarray, targets: np.ndarray, plan: list[list[np.ndarray]],
+            evaluate: Callable[[], dict] | None = None, progress: bool = True) -> list[dict]:
+        """Train over ``plan`` (per epoch, batch index arrays); returns one history row per epoch."""
+        history = _History(evaluate, progress)
+        with tf.device(self.device):
+            self.adapter.fit(_PlanBatches(images, targets, plan), epochs=len(plan), shuffle=False,
+                             verbose=1 if progress else 0, callbacks=[history])
+        return history.rows
