@@ -29,3 +29,12 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     """A model output back to numpy; feature maps [N, C, H, W] become [N, H, W, C]."""
     array = tensor.detach().cpu().numpy()
     return np.ascontiguousarray(array.transpose(0, 2, 3, 1)) if array.ndim == 4 else array
+
+
+def targets_to_native(targets, device: str | torch.device = "cpu"):
+    """Task targets (numpy arrays, or dicts / lists of them) -> torch tensors, structure kept."""
+    if isinstance(targets, dict):
+        return {k: targets_to_native(v, device) for k, v in targets.items()}
+    if isinstance(targets, (list, tuple)):
+        return type(targets)(targets_to_native(v, device) for v in targets)
+    return torch.from_numpy(np.ascontiguousarray(targets)).to(device)

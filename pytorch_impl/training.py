@@ -17,6 +17,8 @@ from tqdm.auto import tqdm
 
 from shared.specs.base import TrainSpec
 
+from . import bridge
+
 
 def make_optimizer(model: nn.Module, train: TrainSpec, lr: float | None = None) -> torch.optim.Optimizer:
     """SGD with momentum or Adam; weight decay on kernels (ndim > 1) only, not on BatchNorm or biases."""
@@ -49,6 +51,14 @@ class Trainer:
         losses["loss"].backward()
         self.optimizer.step()
         return float(losses["loss"].detach())
+
+    def gradients(self, images: torch.Tensor, targets) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """Loss terms and every parameter's gradient (canonical keys) on one batch in training mode; no update."""
+        self.model.train()
+        losses = self.loss_fn(self.model(images), targets, self.spec)
+        self.model.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        return {k: float(v.detach()) for k, v in losses.items()}, bridge.gradients(self.model)
 
     def fit(self, images: torch.Tensor, targets: torch.Tensor, plan: list[list[np.ndarray]],
             evaluate: Callable[[], dict] | None = None, progress: bool = True) -> list[dict]:

@@ -144,3 +144,22 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def randomize_batchnorm(tensors: Mapping[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
+    """Give every BatchNorm non-trivial affine parameters and running statistics.
+
+    A fresh BatchNorm (weight 1, bias 0, mean 0, var 1) is the identity in eval
+    mode, so an eval-mode parity check would not test it at all.
+    """
+    rng = np.random.default_rng(seed)
+    out = dict(tensors)
+    for key in tensors:
+        if key.endswith(".running_mean"):
+            prefix = key[: -len("running_mean")]
+            n = tensors[key].shape
+            out[prefix + "weight"] = rng.uniform(0.5, 1.5, n).astype(np.float32)
+            out[prefix + "bias"] = rng.normal(0.0, 0.2, n).astype(np.float32)
+            out[prefix + "running_mean"] = rng.normal(0.0, 0.2, n).astype(np.float32)
+            out[prefix + "running_var"] = rng.uniform(0.5, 2.0, n).astype(np.float32)
+    return out

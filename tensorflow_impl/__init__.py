@@ -16,7 +16,7 @@ import os
 if importlib.util.find_spec("triton") is not None:
     import triton  # noqa: F401
 
-# TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) drowns real output.
+# Quiets TensorFlow's C++ logging where it honours this (its absl start-up lines it does not).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402,F401

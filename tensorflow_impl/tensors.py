@@ -32,3 +32,13 @@ def to_native(images: np.ndarray, *, channels: int | None = None, device: str = 
 def to_numpy(tensor) -> np.ndarray:
     """A model output back to numpy (already NHWC)."""
     return np.asarray(tensor.numpy() if hasattr(tensor, "numpy") else tensor)
+
+
+def targets_to_native(targets, device: str = "cpu"):
+    """Task targets (numpy arrays, or dicts / lists of them) -> tf tensors, structure kept."""
+    if isinstance(targets, dict):
+        return {k: targets_to_native(v, device) for k, v in targets.items()}
+    if isinstance(targets, (list, tuple)):
+        return type(targets)(targets_to_native(v, device) for v in targets)
+    with tf.device(resolve_device(device)):
+        return tf.convert_to_tensor(targets)

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from shared.specs.base import TrainSpec
 
+from . import bridge
 from .tensors import resolve_device
 
 
@@ -120,7 +121,7 @@ class Trainer:
 
     def __init__(self, model: keras.Model, spec, loss_fn: Callable, train: TrainSpec | None = None,
                  lr: float | None = None, device: str = "cpu"):
-        self.model, self.spec, self.device = model, spec, resolve_device(device)
+        self.model, self.spec, self.loss_fn, self.device = model, spec, loss_fn, resolve_device(device)
         self.adapter = FitAdapter(model, spec, loss_fn)
         self.adapter.compile(optimizer=make_optimizer(model, train or spec.train, lr))
 
@@ -128,6 +129,14 @@ class Trainer:
         """One optimisation step on a batch; returns the batch's total loss."""
         with tf.device(self.device):
             return float(self.adapter.train_on_batch(images, targets))
+
+    def gradients(self, images, targets) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """Loss terms and every parameter's gradient (canonical keys) on one batch in training mode; no update."""
+        variables = self.model.trainable_variables
+        with tf.device(self.device), tf.GradientTape() as tape:
+            losses = self.loss_fn(self.model(images, training=True), targets, self.spec)
+        grads = tape.gradient(losses["loss"], variables)
+        return {k: float(v) for k, v in losses.items()}, bridge.gradients(self.model, variables, grads)
 
     def fit(self, images: np.ndarray, targets: np.ndarray, plan: list[list[np.ndarray]],
             evaluate: Callable[[], dict] | None = None, progress: bool = True) -> list[dict]:

@@ -7,6 +7,7 @@ import torch
 
 from shared.data import ClassificationData, Split, batch_plan, check_labels, load_classification
 from shared.metrics import classification_metrics
+from shared.specs.base import TrainSpec
 from shared.specs.classification import ClassificationSpec
 
 from ..tensors import resolve_device, to_native
@@ -42,9 +43,9 @@ def train(spec: ClassificationSpec, data: ClassificationData | None = None, *, m
 
 
 def train_steps(model: ResNet, spec: ClassificationSpec, images: np.ndarray, labels: np.ndarray,
-                batches: list[np.ndarray], lr: float) -> list[float]:
-    """Plain SGD steps over ``batches`` (index arrays) at learning rate ``lr``: the L3 parity probe."""
-    trainer = Trainer(model, spec, compute_loss, lr=lr)
+                batches: list[np.ndarray], train: TrainSpec) -> list[float]:
+    """One optimiser step per batch of ``batches`` (index arrays); the per-step losses. The L3 parity probe."""
+    trainer = Trainer(model, spec, compute_loss, train=train)
     x = to_native(images, channels=spec.model.in_channels)
     y = torch.from_numpy(check_labels(labels, num_classes=spec.model.num_classes, n=len(images)))
     return [trainer.step(x[torch.as_tensor(idx)], y[torch.as_tensor(idx)]) for idx in batches]

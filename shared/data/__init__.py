@@ -22,6 +22,11 @@ class Split:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    @property
+    def targets(self) -> np.ndarray:
+        """What the task's loss takes besides the outputs (every task's Split has this name)."""
+        return self.labels
+
 
 @dataclass(frozen=True)
 class ClassificationData:
@@ -58,6 +63,14 @@ def _shapes_split(spec: ClassificationDataSpec, split: str, n: int) -> Split:
     return Split(images, labels)
 
 
+def load(spec):
+    """The data of any task spec (dispatch on ``spec.task``): an object with ``train`` and ``test`` splits."""
+    loaders = {"classification": lambda: load_classification(spec.data)}
+    if spec.task not in loaders:
+        raise ValueError(f"no data loader for task {spec.task!r}; expected one of {sorted(loaders)}")
+    return loaders[spec.task]()
+
+
 def batch_plan(n: int, batch_size: int, epochs: int, seed: int) -> list[list[np.ndarray]]:
     """Per epoch, the index arrays of its batches: a seeded shuffle, the last batch partial.
 
@@ -72,4 +85,4 @@ def batch_plan(n: int, batch_size: int, epochs: int, seed: int) -> list[list[np.
 
 
 __all__ = ["ClassificationData", "DATASET_CLASSES", "InputError", "Split", "batch_plan", "check_images",
-           "check_labels", "load_classification", "render_shape_image", "shape_mask"]
+           "check_labels", "load", "load_classification", "render_shape_image", "shape_mask"]

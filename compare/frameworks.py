@@ -1,0 +1,42 @@
+"""Loading the twins of a task, in the one import order that does not crash.
+
+``tensorflow_impl`` loads triton before TensorFlow (see its ``__init__``); it
+is imported here before anything that could pull torch's compiler stack in.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+import tensorflow_impl  # noqa: F401  (import-order guard: first)
+import pytorch_impl  # noqa: F401
+
+from shared.specs import FRAMEWORKS, check_framework, check_task
+
+PACKAGES = {"torch": "pytorch_impl", "tensorflow": "tensorflow_impl"}
+
+
+@dataclass(frozen=True)
+class Twin:
+    """One framework's side of a task: the task module and the framework's shared modules."""
+
+    framework: str
+    task: ModuleType      # build_model, compute_loss, predict, train, evaluate, train_steps
+    bridge: ModuleType    # export_weights, import_weights, save_weights, load_weights
+    export: ModuleType    # export_onnx
+    training: ModuleType  # Trainer, make_optimizer
+    tensors: ModuleType   # to_native, to_numpy, resolve_device
+
+
+def load_twin(framework: str, task: str) -> Twin:
+    check_framework(framework)
+    check_task(task)
+    pkg = PACKAGES[framework]
+    mod = lambda name: importlib.import_module(f"{pkg}.{name}")  # noqa: E731
+    return Twin(framework, mod(task), mod("bridge"), mod("export"), mod("training"), mod("tensors"))
+
+
+def load_twins(task: str) -> dict[str, Twin]:
+    return {fw: load_twin(fw, task) for fw in FRAMEWORKS}

@@ -1,0 +1,188 @@
+"""Numerical parity between the twins, levels L1-L4 (ARCHITECTURE.md, "Parity levels").
+
+Every check goes through the twin contract only (build_model, predict,
+compute_loss, train_steps, the bridges and exporters), so a new task gets all
+four levels by implementing the contract. Each check returns entries of the
+results schema: ``{"a", "b", "what", "max_abs", "tol", "ok"}`` where ``tol`` is
+the spec's relative tolerance times the reference's max |value|.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from shared import data as D
+from shared import weights as W
+from shared.specs import get_spec
+
+from .backends import OnnxRunner
+from .frameworks import Twin, load_twins
+
+LEVELS = ("forward", "gradients", "training", "onnx")
+
+
+def entry(a: str, b: str, what: str, x: np.ndarray, y: np.ndarray, rel_tol: float,
+          reference: np.ndarray | None = None) -> dict:
+    """Compare ``x`` (from a) and ``y`` (from b); tolerance relative to max |reference| (default x).
+
+    An all-zero reference fails: a comparison of zeros proves nothing.
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.shape != y.shape:
+        return {"a": a, "b": b, "what": what, "max_abs": float("inf"), "tol": 0.0, "ok": False,
+                "error": f"shape {x.shape} vs {y.shape}"}
+    scale = float(np.abs(x if reference is None else reference).max()) if x.size else 0.0
+    max_abs = float(np.abs(x - y).max()) if x.size else 0.0
+    tol = rel_tol * scale
+    result = {"a": a, "b": b, "what": what, "max_abs": max_abs, "tol": tol,
+              "ok": bool(np.isfinite(max_abs) and max_abs <= tol and scale > 0)}
+    if scale == 0:
+        result["error"] = "reference is all zeros: nothing was tested"
+    return result
+
+
+def _same_init(twins: dict[str, Twin], spec, source: str, seed: int) -> tuple[dict, dict]:
+    """Build both models from one initialisation made by ``source``, BatchNorm made non-trivial."""
+    import keras
+    import torch
+
+    torch.manual_seed(seed)
+    keras.utils.set_random_seed(seed)
+    models = {fw: t.task.build_model(spec) for fw, t in twins.items()}
+    tensors = W.randomize_batchnorm(twins[source].bridge.export_weights(models[source]), seed)
+    for fw, t in twins.items():
+        t.bridge.import_weights(models[fw], tensors)
+    return models, tensors
+
+
+def _check_activations(outputs: dict[str, np.ndarray]) -> None:
+    for key, value in outputs.items():
+        if not np.any(value):
+            raise AssertionError(f"output {key!r} is all zeros: the parity check would test nothing")
+
+
+def forward_parity(spec, twins: dict[str, Twin], images: np.ndarray, seed: int = 0) -> list[dict]:
+    """L1: eval-mode outputs (and feature maps) with weights moved each way."""
+    entries = []
+    for source, other in (("torch", "tensorflow"), ("tensorflow", "torch")):
+        models, _ = _same_init(twins, spec, source, seed)
+        out_a = twins[source].task.predict(models[source], images, with_features=True)
+        out_b = twins[other].task.predict(models[other], images, with_features=True)
+        _check_activations(out_a)
+        for key in out_a:
+            entries.append(entry(source, other, f"forward/{key}", out_a[key], out_b[key], spec.tolerances.forward))
+    return entries
+
+
+def gradient_parity(spec, twins: dict[str, Twin], images: np.ndarray, targets, seed: int = 0) -> list[dict]:
+    """L2: loss terms and every parameter's gradient, training mode (batch statistics)."""
+    models, _ = _same_init(twins, spec, "torch", seed)
+    results = {}
+    for fw, t in twins.items():
+        trainer = t.training.Trainer(models[fw], spec, t.task.compute_loss)
+        x = t.tensors.to_native(images)
+        results[fw] = trainer.gradients(x, t.tensors.targets_to_native(targets))
+    (loss_a, grad_a), (loss_b, grad_b) = results["torch"], results["tensorflow"]
+    entries = [entry("torch", "tensorflow", f"loss/{k}", np.array(loss_a[k]), np.array(loss_b[k]),
+                     spec.tolerances.forward) for k in loss_a]
+    missing = sorted(set(grad_a) ^ set(grad_b))
+    if missing:
+        entries.append({"a": "torch", "b": "tensorflow", "what": "gradients/keys", "max_abs": float("inf"),
+                        "tol": 0.0, "ok": False, "error": f"gradients only one side has: {missing}"})
+    for key in sorted(set(grad_a) & set(grad_b)):
+        entries.append(entry("torch", "tensorflow", f"gradients/{key}", grad_a[key], grad_b[key],
+                             spec.tolerances.gradients))
+    return entries
+
+
+def training_parity(spec, twins: dict[str, Twin], split, seed: int = 0) -> list[dict]:
+    """L3: N steps of momentum SGD (with weight decay) from one init on the same batches."""
+    tol = spec.tolerances
+    train = dataclasses.replace(spec.train, optimizer="sgd", lr=tol.training_lr, momentum=0.9)
+    batches = [idx for epoch in D.batch_plan(len(split), train.batch_size, tol.training_steps, seed)
+               for idx in epoch][:tol.training_steps]
+    models, _ = _same_init(twins, spec, "torch", seed)
+    losses, weights = {}, {}
+    for fw, t in twins.items():
+        losses[fw] = np.array(t.task.train_steps(models[fw], spec, split.images, split.targets, batches, train))
+        weights[fw] = t.bridge.export_weights(models[fw])
+    la, lb = losses["torch"], losses["tensorflow"]
+    # Per step within rel tol of that step's loss: report the worst step.
+    ratio = np.abs(la - lb) / (tol.training_loss * np.abs(la))
+    worst = int(np.argmax(ratio))
+    entries = [entry("torch", "tensorflow", f"training/loss@step{worst + 1}of{len(la)}", la[worst:worst + 1],
+                     lb[worst:worst + 1], tol.training_loss)]
+    for key in weights["torch"]:
+        entries.append(entry("torch", "tensorflow", f"training/{key}", weights["torch"][key],
+                             weights["tensorflow"][key], tol.training_weights))
+    return entries
+
+
+def onnx_parity(spec, twins: dict[str, Twin], images: np.ndarray, seed: int = 0,
+                workdir: str | Path | None = None) -> list[dict]:
+    """L4: each framework against its own ONNX export, and the two exports against each other."""
+    models, _ = _same_init(twins, spec, "torch", seed)
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() if workdir is None else contextlib.nullcontext(workdir) as tmp:
+        outputs, exported = {}, {}
+        for fw, t in twins.items():
+            path = t.export.export_onnx(models[fw], spec, Path(tmp) / f"{spec.task}-{fw}.onnx")
+            outputs[fw] = t.task.predict(models[fw], images)
+            exported[fw] = OnnxRunner(path)(images)
+    rel = spec.tolerances.onnx
+    entries = []
+    for fw, backend in (("torch", "onnxruntime-from-torch"), ("tensorflow", "onnxruntime-from-tensorflow")):
+        for key in spec.output_keys:
+            entries.append(entry(fw, backend, f"onnx/{key}", outputs[fw][key], exported[fw][key], rel))
+    for key in spec.output_keys:
+        entries.append(entry("onnxruntime-from-torch", "onnxruntime-from-tensorflow", f"onnx/{key}",
+                             exported["torch"][key], exported["tensorflow"][key], rel))
+    return entries
+
+
+def run_parity(task: str, preset: str = "tiny", levels: tuple[str, ...] = LEVELS, seed: int = 0,
+               batch: int = 8, progress: Callable[[str], None] | None = None) -> list[dict]:
+    """All requested levels for ``task`` at ``preset``; a list of result-schema parity entries."""
+    unknown = [lv for lv in levels if lv not in LEVELS]
+    if unknown:
+        raise ValueError(f"unknown parity levels {unknown}; expected a subset of {list(LEVELS)}")
+    spec = get_spec(task, preset)
+    twins = load_twins(task)
+    data = D.load(spec)
+    images, targets = data.train.images[:batch], data.train.targets[:batch]
+    runs = {
+        "forward": lambda: forward_parity(spec, twins, images, seed),
+        "gradients": lambda: gradient_parity(spec, twins, images, targets, seed),
+        "training": lambda: training_parity(spec, twins, data.train, seed),
+        "onnx": lambda: onnx_parity(spec, twins, images, seed),
+    }
+    entries = []
+    for level in levels:
+        if progress:
+            progress(level)
+        entries.extend(runs[level]())
+    return entries
+
+
+def summarize(entries: list[dict]) -> list[dict]:
+    """Per level and pair of backends: the worst entry (largest max_abs / tol)."""
+    worst: dict[tuple, dict] = {}
+    for e in entries:
+        level = e["what"].split("/", 1)[0]
+        key = (level, e["a"], e["b"])
+        score = e["max_abs"] / e["tol"] if e["tol"] > 0 else float("inf")
+        if key not in worst or score > worst[key]["_score"]:
+            worst[key] = {**e, "_score": score, "count": 0, "failed": 0}
+    for e in entries:
+        row = worst[(e["what"].split("/", 1)[0], e["a"], e["b"])]
+        row["count"] += 1
+        row["failed"] += 0 if e["ok"] else 1
+    return [{k: v for k, v in row.items() if k != "_score"} for row in worst.values()]
+

@@ -1,0 +1,54 @@
+"""Deployment artifacts of a PyTorch twin: ONNX through the dynamo exporter.
+
+The exported graph keeps torch's native NCHW input; its ONNX metadata says so
+(``twinvision.layout``) and names the outputs in the spec's key order, so a
+runner feeds it the same NHWC data as every other backend.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from shared.weights import write_atomic
+
+ONNX_OPSET = 18
+
+
+class _TupleOutputs(nn.Module):
+    """The model with its output dict flattened to a tuple in ``keys`` order (ONNX outputs are positional)."""
+
+    def __init__(self, model: nn.Module, keys: tuple[str, ...]):
+        super().__init__()
+        self.model, self.keys = model, keys
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(x)
+        return tuple(out[k] for k in self.keys)
+
+
+def export_onnx(model: nn.Module, spec, path: str | os.PathLike, batch: int = 2) -> Path:
+    """Write ``model`` as ONNX with a dynamic batch axis; returns the path."""
+    path = Path(path)
+    h, w, c = spec.input_shape
+    example = torch.zeros(batch, c, h, w)
+    model = model.eval().cpu()
+    wrapper = _TupleOutputs(model, tuple(spec.output_keys)).eval()
+    program = torch.onnx.export(
+        wrapper, (example,), dynamo=True, opset_version=ONNX_OPSET, input_names=["images"],
+        output_names=list(spec.output_keys), dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
+        verbose=False)
+    proto = program.model_proto
+    _set_metadata(proto, layout="NCHW", outputs=spec.output_keys, source="torch")
+    write_atomic(path, proto.SerializeToString())
+    return path
+
+
+def _set_metadata(proto: onnx.ModelProto, **values) -> None:
+    for key, value in values.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = f"twinvision.{key}", ",".join(value) if isinstance(value, tuple) else str(value)
