@@ -104,7 +104,7 @@ def gradient_parity(spec, twins: dict[str, Twin], images: np.ndarray, targets, s
 def training_parity(spec, twins: dict[str, Twin], split, seed: int = 0) -> list[dict]:
     """L3: N steps of momentum SGD (with weight decay) from one init on the same batches."""
     tol = spec.tolerances
-    train = dataclasses.replace(spec.train, optimizer="sgd", lr=tol.training_lr, momentum=0.9)
+    train = dataclasses.replace(spec.train, optimizer="sgd", lr=tol.training_lr, momentum=0.9, schedule="constant")
     batches = [idx for epoch in D.batch_plan(len(split), train.batch_size, tol.training_steps, seed)
                for idx in epoch][:tol.training_steps]
     models, _ = _same_init(twins, spec, "torch", seed)

@@ -14,6 +14,29 @@ from torch import nn
 from shared import weights as W
 
 
+def variable_map(model: nn.Module) -> list[tuple[str, torch.Tensor, str]]:
+    """(canonical key, parameter or buffer, tensor kind) for every weight of ``model``, in module order.
+
+    The kind names the transpose rule its Keras twin needs (shared/weights.py, TO_KERAS).
+    """
+    out = []
+    for prefix, module in model.named_modules():
+        for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            key = f"{prefix}.{name}" if prefix else name
+            if W.is_canonical_key(key):
+                out.append((key, tensor, _kind(module) if name == "weight" and tensor.ndim > 1 else "vector"))
+    return out
+
+
+def _kind(module: nn.Module) -> str:
+    if isinstance(module, nn.ConvTranspose2d):
+        return "conv_transpose"
+    if isinstance(module, nn.Conv2d):
+        return "depthwise" if module.groups > 1 and module.groups == module.in_channels == module.out_channels \
+            else "conv"
+    return "dense"
+
+
 def export_weights(model: nn.Module) -> dict[str, np.ndarray]:
     """Canonical tensors of ``model``: its state_dict as numpy, less torch-only buffers."""
     return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items() if W.is_canonical_key(k)}

@@ -15,13 +15,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from shared.specs.base import TrainSpec
+from shared.specs.base import TrainSpec, lr_factor
 
 from . import bridge
 
 
 def make_optimizer(model: nn.Module, train: TrainSpec, lr: float | None = None) -> torch.optim.Optimizer:
-    """SGD with momentum or Adam; weight decay on kernels (ndim > 1) only, not on BatchNorm or biases."""
+    """SGD with momentum or Adam; weight decay on kernels (ndim > 1) only, not on BatchNorm or biases.
+
+    The learning-rate schedule is applied by ``make_schedule`` around it.
+    """
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -31,17 +34,25 @@ def make_optimizer(model: nn.Module, train: TrainSpec, lr: float | None = None) 
     return torch.optim.Adam(groups, lr=lr, eps=1e-8)
 
 
+def make_schedule(optimizer: torch.optim.Optimizer, train: TrainSpec, total_steps: int):
+    """Per-step schedule with the shared formula (``shared.specs.base.lr_factor``)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(train.schedule, step, total_steps))
+
+
 class Trainer:
     """Trains ``model`` with ``loss_fn(outputs, targets, spec) -> {"loss": ..., ...}``.
 
-    ``step`` runs one batch; ``fit`` runs a whole batch plan, evaluating after each epoch.
+    ``step`` runs one batch; ``fit`` runs a whole batch plan, evaluating after
+    each epoch. ``total_steps`` sets the length of the learning-rate schedule.
     """
 
     def __init__(self, model: nn.Module, spec, loss_fn: Callable, train: TrainSpec | None = None,
-                 lr: float | None = None, device: str | torch.device = "cpu"):
+                 lr: float | None = None, total_steps: int = 1, device: str | torch.device = "cpu"):
         self.model, self.spec, self.loss_fn = model, spec, loss_fn
         self.device = torch.device(device)
-        self.optimizer = make_optimizer(model, train or spec.train, lr)
+        train = train or spec.train
+        self.optimizer = make_optimizer(model, train, lr)
+        self.schedule = make_schedule(self.optimizer, train, total_steps)
 
     def step(self, images: torch.Tensor, targets: torch.Tensor) -> float:
         """One optimisation step on a native batch; returns the batch's total loss."""
@@ -50,6 +61,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         self.optimizer.step()
+        self.schedule.step()
         return float(losses["loss"].detach())
 
     def gradients(self, images: torch.Tensor, targets) -> tuple[dict[str, float], dict[str, np.ndarray]]:

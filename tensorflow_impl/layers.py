@@ -43,6 +43,12 @@ class Conv2d(keras.layers.Conv2D):
             x = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
         return super().call(x)
 
+    def compute_output_shape(self, input_shape):
+        # Keras checks the output size at build time from the unpadded shape; account for our padding.
+        n, h, w, c = input_shape
+        grow = lambda d: None if d is None else d + 2 * self.pad  # noqa: E731
+        return super().compute_output_shape((n, grow(h), grow(w), c))
+
     def get_config(self):
         config = super().get_config()
         for key in ("filters", "kernel_size", "strides", "padding", "dilation_rate", "groups", "use_bias",

@@ -7,18 +7,21 @@ Two numerics are matched on purpose:
   momentum) and decays every variable, BatchNorm and biases included. torch's
   is an L2 term added to the gradient; the optimizers below add it the same
   way and to conv / dense kernels only, as ``pytorch_impl.training`` does.
-* momentum: Keras keeps v = mu * v - lr * g, torch b = mu * b + g; with the
-  constant learning rate used here the two give the same weights.
+* momentum: Keras keeps v = mu * v - lr * g, torch b = mu * b + g and steps
+  by lr * b. Equal at a constant rate, not once a schedule changes the rate,
+  so the SGD below keeps torch's form.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from shared.specs.base import TrainSpec
 
@@ -40,24 +43,55 @@ class _CoupledWeightDecay:
         return super().apply(grads, trainable_variables)
 
 
-class SGD(_CoupledWeightDecay, keras.optimizers.SGD):
-    pass
+class _SGD(_CoupledWeightDecay, keras.optimizers.SGD):
+    def update_step(self, gradient, variable, learning_rate):
+        if self.momentum == 0:
+            return super().update_step(gradient, variable, learning_rate)
+        # torch's momentum: a buffer of gradients, scaled by the *current* rate when applied.
+        buf = self.momentums[self._get_variable_index(variable)]
+        self.assign(buf, buf * ops.cast(self.momentum, variable.dtype) + ops.cast(gradient, variable.dtype))
+        self.assign_sub(variable, buf * ops.cast(learning_rate, variable.dtype))
 
 
-class Adam(_CoupledWeightDecay, keras.optimizers.Adam):
+class _Adam(_CoupledWeightDecay, keras.optimizers.Adam):
     # Keras adds epsilon to sqrt(v) before bias correction, torch after: equal but for epsilon's scale.
     pass
 
 
-def make_optimizer(model: keras.Model, train: TrainSpec, lr: float | None = None) -> keras.optimizers.Optimizer:
-    """SGD with momentum or Adam; weight decay on kernels (rank > 1) only, not on BatchNorm or biases."""
-    lr = train.lr if lr is None else lr
+def make_optimizer(model: keras.Model, train: TrainSpec, lr: float | None = None,
+                   total_steps: int = 1) -> keras.optimizers.Optimizer:
+    """SGD with momentum or Adam; weight decay on kernels (rank > 1) only, not on BatchNorm or biases.
+
+    The learning rate follows ``make_schedule`` (Keras takes the schedule as the rate itself).
+    """
+    lr = make_schedule(train.lr if lr is None else lr, train, total_steps)
     if train.optimizer == "sgd":
-        return SGD(learning_rate=lr, momentum=train.momentum, l2=train.weight_decay)
-    return Adam(learning_rate=lr, epsilon=1e-8, l2=train.weight_decay)
+        return _SGD(learning_rate=lr, momentum=train.momentum, l2=train.weight_decay, name="sgd")
+    return _Adam(learning_rate=lr, epsilon=1e-8, l2=train.weight_decay, name="adam")
 
 
-class FitAdapter(keras.Model):
+class _SharedSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """``shared.specs.base.lr_factor`` as a Keras schedule (it is called with the 0-based step)."""
+
+    def __init__(self, lr: float, schedule: str, total_steps: int):
+        self.lr, self.schedule, self.total_steps = lr, schedule, total_steps
+
+    def __call__(self, step):
+        if self.schedule == "constant":
+            return ops.convert_to_tensor(self.lr, "float32")
+        t = ops.minimum(ops.cast(step, "float32"), float(self.total_steps)) / float(max(self.total_steps, 1))
+        return self.lr * 0.5 * (1.0 + ops.cos(math.pi * t))
+
+    def get_config(self):
+        return {"lr": self.lr, "schedule": self.schedule, "total_steps": self.total_steps}
+
+
+def make_schedule(lr: float, train: TrainSpec, total_steps: int) -> _SharedSchedule:
+    """Per-step schedule with the shared formula (``shared.specs.base.lr_factor``)."""
+    return _SharedSchedule(lr, train.schedule, total_steps)
+
+
+class _FitAdapter(keras.Model):
     """Lets Keras ``fit`` train a twin model with the task's free loss function.
 
     Keras 3's documented hook for a custom loss is ``compute_loss``; the model
@@ -116,14 +150,15 @@ class Trainer:
     """Trains ``model`` with ``loss_fn(outputs, targets, spec) -> {"loss": ..., ...}``.
 
     ``step`` runs one batch; ``fit`` runs a whole batch plan with Keras ``fit``,
-    evaluating after each epoch.
+    evaluating after each epoch. ``total_steps`` sets the length of the
+    learning-rate schedule.
     """
 
     def __init__(self, model: keras.Model, spec, loss_fn: Callable, train: TrainSpec | None = None,
-                 lr: float | None = None, device: str = "cpu"):
+                 lr: float | None = None, total_steps: int = 1, device: str = "cpu"):
         self.model, self.spec, self.loss_fn, self.device = model, spec, loss_fn, resolve_device(device)
-        self.adapter = FitAdapter(model, spec, loss_fn)
-        self.adapter.compile(optimizer=make_optimizer(model, train or spec.train, lr))
+        self.adapter = _FitAdapter(model, spec, loss_fn, name="fit_adapter")
+        self.adapter.compile(optimizer=make_optimizer(model, train or spec.train, lr, total_steps))
 
     def step(self, images, targets) -> float:
         """One optimisation step on a batch; returns the batch's total loss."""

@@ -36,7 +36,7 @@ def train(spec: ClassificationSpec, data: ClassificationData | None = None, *, m
     labels = torch.from_numpy(check_labels(data.train.labels, num_classes=spec.model.num_classes,
                                            n=len(data.train))).to(dev)
     plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
-    trainer = Trainer(model, spec, compute_loss, device=dev)
+    trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=dev)
     history = trainer.fit(images, labels, plan, evaluate=lambda: evaluate(model, data.test, spec, dev),
                           progress=progress)
     return model.cpu(), history
@@ -45,7 +45,7 @@ def train(spec: ClassificationSpec, data: ClassificationData | None = None, *, m
 def train_steps(model: ResNet, spec: ClassificationSpec, images: np.ndarray, labels: np.ndarray,
                 batches: list[np.ndarray], train: TrainSpec) -> list[float]:
     """One optimiser step per batch of ``batches`` (index arrays); the per-step losses. The L3 parity probe."""
-    trainer = Trainer(model, spec, compute_loss, train=train)
+    trainer = Trainer(model, spec, compute_loss, train=train, total_steps=len(batches))
     x = to_native(images, channels=spec.model.in_channels)
     y = torch.from_numpy(check_labels(labels, num_classes=spec.model.num_classes, n=len(images)))
     return [trainer.step(x[torch.as_tensor(idx)], y[torch.as_tensor(idx)]) for idx in batches]

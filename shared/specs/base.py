@@ -58,6 +58,19 @@ def spec_key(spec: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, step: int, total_steps: int) -> float:
+    """Learning-rate multiplier at 0-based ``step``: the one formula both twins' schedules use.
+
+    cosine: 0.5 * (1 + cos(pi * step / total_steps)), from 1 down to 0 at the last step.
+    """
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+
+
 @dataclass(frozen=True)
 class TrainSpec:
     """Optimisation settings shared by every task's training twins.
@@ -65,11 +78,14 @@ class TrainSpec:
     ``weight_decay`` is coupled (added to the gradient, as torch.optim.SGD does)
     and applies to conv and dense kernels only, never to BatchNorm parameters
     or biases; the TensorFlow twin implements exactly that rather than Keras 3's
-    decoupled decay over every variable.
+    decoupled decay over every variable. ``schedule`` is applied per step
+    (``lr_factor``); momentum is torch's form in both twins, so the two stay
+    equal while the rate changes.
     """
 
     optimizer: str = "sgd"
     lr: float = 0.05
+    schedule: str = "cosine"
     momentum: float = 0.9
     weight_decay: float = 5e-4
     epochs: int = 5
@@ -79,6 +95,7 @@ class TrainSpec:
     def __post_init__(self) -> None:
         check_choice("train", "optimizer", self.optimizer, ("sgd", "adam"))
         check_range("train", "lr", self.lr, 1e-8, 10.0)
+        check_choice("train", "schedule", self.schedule, SCHEDULES)
         check_range("train", "momentum", self.momentum, 0.0, 0.999)
         check_range("train", "weight_decay", self.weight_decay, 0.0, 0.1)
         check_range("train", "epochs", self.epochs, 1, 1000, integer=True)

@@ -34,7 +34,7 @@ def train(spec: ClassificationSpec, data: ClassificationData | None = None, *, m
     images = check_images(data.train.images, channels=spec.model.in_channels)
     labels = check_labels(data.train.labels, num_classes=spec.model.num_classes, n=len(data.train))
     plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
-    trainer = Trainer(model, spec, compute_loss, device=device)
+    trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=device)
     history = trainer.fit(images, labels, plan, evaluate=lambda: evaluate(model, data.test, spec, device),
                           progress=progress)
     return model, history
@@ -43,7 +43,7 @@ def train(spec: ClassificationSpec, data: ClassificationData | None = None, *, m
 def train_steps(model: ResNet, spec: ClassificationSpec, images: np.ndarray, labels: np.ndarray,
                 batches: list[np.ndarray], train: TrainSpec) -> list[float]:
     """One optimiser step per batch of ``batches`` (index arrays); the per-step losses. The L3 parity probe."""
-    trainer = Trainer(model, spec, compute_loss, train=train)
+    trainer = Trainer(model, spec, compute_loss, train=train, total_steps=len(batches))
     x = check_images(images, channels=spec.model.in_channels)
     y = check_labels(labels, num_classes=spec.model.num_classes, n=len(images))
     return [trainer.step(x[idx], y[idx]) for idx in batches]

@@ -1,0 +1,44 @@
+"""One parity test class that every task reuses: a task's test file states only what differs.
+
+    class TestDetectionParity(TwinParityMixin):
+        task = "detection"
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from compare.parity import run_parity
+
+
+class TwinParityMixin:
+    task: str = ""
+    preset: str = "tiny"
+
+    def _check(self, level: str) -> list[dict]:
+        entries = run_parity(self.task, self.preset, (level,))
+        assert entries, f"{self.task}: parity level {level!r} produced no comparisons"
+        breaches = [f"{e['a']} vs {e['b']} {e['what']}: max_abs {e['max_abs']:.3g} > tol {e['tol']:.3g}"
+                    f"{' (' + e['error'] + ')' if 'error' in e else ''}" for e in entries if not e["ok"]]
+        assert not breaches, f"{self.task} {level} parity breaches:\n" + "\n".join(breaches)
+        return entries
+
+    def test_forward_both_ways(self):
+        entries = self._check("forward")
+        assert {(e["a"], e["b"]) for e in entries} == {("torch", "tensorflow"), ("tensorflow", "torch")}
+
+    def test_loss_and_gradients(self):
+        entries = self._check("gradients")
+        assert any(e["what"].startswith("gradients/") for e in entries)
+        assert any(e["what"].startswith("loss/") for e in entries)
+
+    def test_training_trajectory(self):
+        entries = self._check("training")
+        assert any(e["what"].startswith("training/loss") for e in entries)
+
+    @pytest.mark.export
+    def test_onnx_exports(self):
+        entries = self._check("onnx")
+        pairs = {(e["a"], e["b"]) for e in entries}
+        assert ("onnxruntime-from-torch", "onnxruntime-from-tensorflow") in pairs
+        assert ("torch", "onnxruntime-from-torch") in pairs and ("tensorflow", "onnxruntime-from-tensorflow") in pairs

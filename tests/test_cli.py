@@ -1,0 +1,63 @@
+"""The `twinvision` command: tasks, parity --json, train, and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from compare import cli
+
+
+def test_tasks_lists_every_task(capsys):
+    assert cli.main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "classification" in out and "ready" in out and "planned" in out and "tracking" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["parity", "--task", "nope"], "unknown task 'nope'; expected one of"),
+    (["train", "--task", "classification", "--framework", "jax"], "unknown framework 'jax'; expected one of"),
+    (["parity", "--task", "ocr"], "task 'ocr' is planned"),
+])
+def test_bad_names_exit_2_with_the_valid_ones(argv, message, capsys):
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.export
+def test_parity_json_holds_all_levels_all_ok(tmp_path):
+    out = tmp_path / "out.json"
+    proc = subprocess.run([sys.executable, "-m", "compare.cli", "parity", "--task", "classification", "--json",
+                           str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["schema"] == "twinvision.results/1"
+    entries = results["tasks"]["classification"]["parity"]
+    assert {e["what"].split("/")[0] for e in entries} >= {"forward", "loss", "gradients", "training", "onnx"}
+    assert all(set(e) >= {"a", "b", "what", "max_abs", "tol", "ok"} and e["ok"] for e in entries)
+    assert results["run"]["host"]["cores"] and results["run"]["versions"]["torch"]
+
+
+def test_parity_breach_exits_non_zero(monkeypatch, tmp_path, capsys):
+    from compare import parity
+
+    bad = {"a": "torch", "b": "tensorflow", "what": "forward/logits", "max_abs": 1.0, "tol": 1e-5, "ok": False}
+    monkeypatch.setattr(parity, "run_parity", lambda *a, **k: [bad])
+    assert cli.main(["parity", "--task", "classification", "--json", str(tmp_path / "r.json")]) == 1
+    assert "BREACH torch vs tensorflow forward/logits" in capsys.readouterr().err
+    assert json.loads((tmp_path / "r.json").read_text())["tasks"]["classification"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+def test_train_command_prints_metrics_and_saves_weights(framework, tmp_path, capsys):
+    path = tmp_path / f"{framework}.safetensors"
+    assert cli.main(["train", "--task", "classification", "--framework", framework, "--preset", "tiny",
+                     "--quiet", "--out", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "final metrics" in out and "accuracy" in out and "per_class_recall" in out
+    from shared.weights import load_file
+
+    assert "fc.weight" in load_file(path)
