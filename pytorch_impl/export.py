@@ -1,4 +1,5 @@
-"""Deployment artifacts of a PyTorch twin: ONNX through the dynamo exporter.
+"""Deployment artifacts of a PyTorch twin: ONNX through the dynamo exporter, and a
+``torch.export`` ExportedProgram (.pt2).
 
 The exported graph keeps torch's native NCHW input; its ONNX metadata says so
 (``twinvision.layout``) and names the outputs in the spec's key order, so a
@@ -46,6 +47,26 @@ def export_onnx(model: nn.Module, spec, path: str | os.PathLike, batch: int = 2)
     _set_metadata(proto, layout="NCHW", outputs=spec.output_keys, source="torch")
     write_atomic(path, proto.SerializeToString())
     return path
+
+
+def export_program(model: nn.Module, spec, path: str | os.PathLike, batch: int = 2) -> Path:
+    """Write ``model`` as a torch.export ExportedProgram (.pt2) with a dynamic batch axis."""
+    path = Path(path)
+    h, w, c = spec.input_shape
+    wrapper = _TupleOutputs(model.eval().cpu(), tuple(spec.output_keys)).eval()
+    program = torch.export.export(wrapper, (torch.zeros(batch, c, h, w),),
+                                  dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}})
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.export.save(program, tmp)
+    tmp.replace(path)
+    return path
+
+
+# Artifacts only one framework can produce, with the reason (the structure test reads this).
+FRAMEWORK_SPECIFIC = {
+    "export_tflite": "TFLite converts TensorFlow graphs; PyTorch has no converter to it in this stack",
+    "save_keras": "the .keras format is Keras' own; torch's whole-model save is pickle, which this project never uses",
+}
 
 
 def _set_metadata(proto: onnx.ModelProto, **values) -> None:

@@ -1,4 +1,5 @@
-"""Deployment artifacts of a TensorFlow twin: ONNX through tf2onnx.
+"""Deployment artifacts of a TensorFlow twin: ONNX through tf2onnx, a SavedModel,
+the Keras ``.keras`` file and TFLite (float32).
 
 ``tf2onnx.convert.from_function`` on a traced ``tf.function`` (its Keras entry
 point fails on Keras 3 models, DEPENDENCIES.md fact 5). The graph keeps the
@@ -9,6 +10,7 @@ outputs in the spec's key order, exactly as ``pytorch_impl/export.py`` does.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -45,6 +47,49 @@ def export_onnx(model: keras.Model, spec, path: str | os.PathLike) -> Path:
     _set_metadata(proto, layout="NHWC", outputs=spec.output_keys, source="tensorflow")
     write_atomic(path, proto.SerializeToString())
     return path
+
+
+def export_program(model: keras.Model, spec, path: str | os.PathLike) -> Path:
+    """Write ``model`` as a SavedModel folder (Keras' own export) whose ``serve`` endpoint returns the output dict.
+
+    Keras' exporter, not a hand-made ``tf.Module``: TFLite converted from the
+    latter kept its variables unfrozen and output NaN.
+    """
+    path = Path(path)
+    h, w, c = spec.input_shape
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.export(str(tmp), format="tf_saved_model", verbose=False,
+                 input_signature=[tf.TensorSpec([None, h, w, c], tf.float32, name="images")])
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.replace(path)
+    return path
+
+
+def export_tflite(saved_model: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Convert a SavedModel (from ``export_program``) to a float32 TFLite flatbuffer.
+
+    Converting from the SavedModel, not from concrete functions: the latter once
+    produced a weightless model that outputs NaN (DEPENDENCIES.md fact 13).
+    """
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    return write_atomic(path, converter.convert())
+
+
+def save_keras(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Save the whole Keras model (architecture from ``get_config`` plus weights) as ``.keras``."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}")
+    model.save(tmp)
+    tmp.replace(path)
+    return path
+
+
+# Artifacts only one framework can produce, with the reason (the structure test reads this).
+FRAMEWORK_SPECIFIC = {
+    "export_tflite": "TFLite converts TensorFlow graphs; PyTorch has no converter to it in this stack",
+    "save_keras": "the .keras format is Keras' own; torch's whole-model save is pickle, which this project never uses",
+}
 
 
 def _rename_outputs(proto: onnx.ModelProto, keys) -> None:

@@ -45,6 +45,11 @@ def test_same_public_names(module):
     a, b = _public_names(torch_mod), _public_names(tf_mod)
     # Framework entry points imported for use, not defined by the twin.
     ignore = {"torch", "tf", "keras", "nn", "F", "ops", "np", "annotations"}
+    # Names one framework alone can have, each with its reason in the module (FRAMEWORK_SPECIFIC).
+    ignore |= {"FRAMEWORK_SPECIFIC"} | set(getattr(torch_mod, "FRAMEWORK_SPECIFIC", {})) \
+        | set(getattr(tf_mod, "FRAMEWORK_SPECIFIC", {}))
+    for mod in (torch_mod, tf_mod):
+        assert all(isinstance(r, str) and len(r) > 20 for r in getattr(mod, "FRAMEWORK_SPECIFIC", {}).values())
     a, b = a - ignore, b - ignore
     assert a == b, f"{module}: only in pytorch_impl: {sorted(a - b)}; only in tensorflow_impl: {sorted(b - a)}"
 

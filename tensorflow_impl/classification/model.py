@@ -9,6 +9,7 @@ layout and the ``training`` flag.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 
 import keras
@@ -80,6 +81,7 @@ def _shortcut(in_channels: int, out_channels: int, stride: int, spec: ResNetSpec
                       BatchNorm2d(out_channels, spec.bn_eps, spec.bn_momentum, name="1"), name="downsample")
 
 
+@keras.saving.register_keras_serializable("twinvision")
 class ResNet(keras.Model):
     """Stem, ``len(depths)`` stages named ``layer1``..., global pool, ``fc``.
 
@@ -132,6 +134,15 @@ class ResNet(keras.Model):
 
     def call(self, x, training=False):
         return {"logits": self.forward_head(self.forward_features(x, training=training)[-1])}
+
+    def get_config(self):
+        # The spec is the whole architecture: saving it lets `.keras` files rebuild the model in safe mode.
+        return {"name": self.name, "spec": dataclasses.asdict(self.spec)}
+
+    @classmethod
+    def from_config(cls, config):
+        spec = {k: tuple(v) if isinstance(v, list) else v for k, v in config["spec"].items()}
+        return cls(ResNetSpec(**spec), name=config.get("name", "resnet"))
 
 
 def build_model(spec: ClassificationSpec) -> ResNet:
