@@ -1,35 +1,156 @@
-"""Runners that execute an exported artifact on NHWC numpy data and return named outputs."""
+"""Every way the report runs a model, behind one interface.
+
+A backend turns NHWC numpy images into named numpy outputs. ``run`` is the part
+that is timed: it takes the backend's native input (prepared once by
+``to_input``) and returns materialised outputs, so every backend is timed from
+ready input to ready output and nothing else.
+
+Backend names are part of the results contract (ARCHITECTURE.md): add, never rename.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from shared.data.validate import check_images
 
+BACKENDS = ("torch", "torch-compile", "tensorflow-eager", "tensorflow", "tensorflow-xla", "onnxruntime-from-torch",
+            "onnxruntime-from-tensorflow", "tflite-fp32")
 
-class OnnxRunner:
-    """An ONNX model in onnxruntime, fed NHWC images whatever layout the graph was exported with.
+# Which framework's trained weights each backend runs (exports carry their source's weights).
+SOURCE = {"torch": "torch", "torch-compile": "torch", "onnxruntime-from-torch": "torch",
+          "tensorflow-eager": "tensorflow", "tensorflow": "tensorflow", "tensorflow-xla": "tensorflow",
+          "onnxruntime-from-tensorflow": "tensorflow", "tflite-fp32": "tensorflow"}
 
-    The exporter recorded the graph's layout and output names in the model's
-    metadata (``twinvision.layout``, ``twinvision.outputs``).
-    """
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        import onnxruntime as ort
+@dataclass
+class Runner:
+    """A ready backend: ``outputs = to_numpy(run(to_input(images)))``."""
 
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.layout = meta.get("twinvision.layout", "NHWC")
-        self.keys = [o.name for o in self.session.get_outputs()]
-        self.input_name = self.session.get_inputs()[0].name
+    name: str
+    to_input: Callable[[np.ndarray], Any]
+    run: Callable[[Any], Any]
+    to_numpy: Callable[[Any], dict[str, np.ndarray]]
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        images = check_images(images)
-        x = np.ascontiguousarray(images.transpose(0, 3, 1, 2)) if self.layout == "NCHW" else images
-        return dict(zip(self.keys, self.session.run(None, {self.input_name: x})))
+        return self.to_numpy(self.run(self.to_input(check_images(images))))
+
+    def predict(self, images: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
+        """Outputs for any number of images in fixed-size batches (the last padded, then trimmed).
+
+        A fixed batch keeps shape-specialising backends (torch.compile, XLA,
+        TFLite) from recompiling for every remainder.
+        """
+        chunks: dict[str, list[np.ndarray]] = {}
+        for start in range(0, len(images), batch):
+            part = images[start:start + batch]
+            n = len(part)
+            if n < batch:
+                part = np.concatenate([part, np.repeat(part[-1:], batch - n, axis=0)])
+            for key, value in self(part).items():
+                chunks.setdefault(key, []).append(value[:n])
+        return {key: np.concatenate(parts) for key, parts in chunks.items()}
+
+
+def set_threads(threads: int) -> None:
+    """The same intra-op thread count for torch and TensorFlow (ORT and TFLite take it per session)."""
+    import tensorflow as tf
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow already initialised its runtime in this process: it keeps its pools.
+
+
+def make_runner(name: str, models: dict, artifacts: dict[str, Path], spec, threads: int) -> Runner:
+    """Build backend ``name`` from the trained ``models`` ({framework: model}) and exported ``artifacts``."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of {list(BACKENDS)}")
+    keys = tuple(spec.output_keys)
+    if name in ("torch", "torch-compile"):
+        return _torch_runner(name, models["torch"], keys)
+    if name.startswith("tensorflow"):
+        return _tf_runner(name, models["tensorflow"], keys)
+    if name.startswith("onnxruntime"):
+        source = SOURCE[name]
+        return onnx_runner(name, artifacts[f"onnx-from-{source}"], threads)
+    return tflite_runner(name, artifacts["tflite-fp32"], threads)
+
+
+def _torch_runner(name: str, model, keys) -> Runner:
+    import torch
+
+    from pytorch_impl.tensors import to_native, to_numpy
+
+    model = model.eval()
+    fn = torch.compile(model, dynamic=False) if name == "torch-compile" else model
+
+    def run(x):
+        with torch.inference_mode():
+            return fn(x)
+
+    return Runner(name, to_native, run, lambda out: {k: to_numpy(out[k]) for k in keys})
+
+
+def _tf_runner(name: str, model, keys) -> Runner:
+    import tensorflow as tf
+
+    from tensorflow_impl.tensors import to_native, to_numpy
+
+    if name == "tensorflow-eager":
+        call = lambda x: model(x, training=False)  # noqa: E731
+    else:
+        call = tf.function(lambda x: model(x, training=False), jit_compile=name == "tensorflow-xla",
+                           reduce_retracing=True)
+
+    def run(x):
+        out = call(x)
+        return {k: out[k].numpy() for k in keys}  # materialise: TF may return before the work is done
+
+    return Runner(name, to_native, run, lambda out: {k: to_numpy(out[k]) for k in keys})
+
+
+def onnx_runner(name: str, path: str | os.PathLike, threads: int) -> Runner:
+    """An ONNX file in onnxruntime; NCHW graphs (from torch) get their input transposed at the boundary."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    layout = session.get_modelmeta().custom_metadata_map.get("twinvision.layout", "NHWC")
+    input_name = session.get_inputs()[0].name
+    names = [o.name for o in session.get_outputs()]
+
+    def to_input(images):
+        x = np.ascontiguousarray(images.transpose(0, 3, 1, 2)) if layout == "NCHW" else images
+        return {input_name: x}
+
+    return Runner(name, to_input, lambda feed: session.run(None, feed), lambda out: dict(zip(names, out)))
+
+
+def tflite_runner(name: str, path: str | os.PathLike, threads: int) -> Runner:
+    """A TFLite flatbuffer in the LiteRT interpreter, through its signature (named inputs and outputs)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    runner = interpreter.get_signature_runner()
+    input_name = next(iter(runner.get_input_details()))
+    return Runner(name, lambda images: {input_name: images}, lambda feed: runner(**feed), dict)
+
+
+class OnnxRunner:
+    """Callable ONNX model on NHWC images (used by the parity levels)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        self._runner = onnx_runner("onnxruntime", path, threads or 0)
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return self._runner(images)

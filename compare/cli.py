@@ -1,14 +1,21 @@
 """The ``twinvision`` command.
 
     twinvision tasks                                  list tasks and their status
+    twinvision report [--tasks ..] [--profile quick|standard] [--out DIR]
     twinvision parity --task T [--json PATH]          parity levels L1-L4; non-zero exit on a breach
     twinvision train  --task T --framework F          train one twin, print its metrics, save its weights
+    twinvision export --task T                        write every artifact of both twins
+    twinvision bench  --task T                        speed of every backend
+    twinvision check  [--results PATH] [--baseline PATH]   non-zero exit on a breach
+    twinvision history                                earlier runs from the local store
+    twinvision guide  [--write PATH]                  the study guide (30 questions -> code and report)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -81,6 +88,112 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    tasks = args.tasks or None
+    for task in tasks or []:
+        check_task(task)
+    from .report import run_report
+
+    results = run_report(tasks, args.profile, args.out, args.cache, args.threads)
+    failed = [n for n, t in results["tasks"].items() if t.get("status") != "ok"]
+    if failed:
+        print(f"tasks that failed (recorded in the report): {failed}", file=sys.stderr)
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    """The report's measurements for one task, printed as a table (same code path as the report)."""
+    check_task(args.task)
+    from . import backends as B
+    from .pipeline import Progress, TaskRun, steps_per_task
+
+    threads = args.threads or os.cpu_count() or 1
+    B.set_threads(threads)
+    result = TaskRun(args.task, args.profile, Path(args.cache), threads, Progress(steps_per_task())).run()
+    print(f"\n{'backend':<30} {'batch':>5} {'p50 ms':>10} {'p90 ms':>10} {'cv':>6} {'runs':>5}")
+    for r in result["speed"]:
+        print(f"{r['backend']:<30} {r['batch']:>5} {r['p50_ms']:>10.4g} {r['p90_ms']:>10.4g} {r['cv']:>6.2f} "
+              f"{r['runs']:>5}")
+    for r in result["size"]:
+        print(f"{r['artifact']:<30} {r['bytes']:>12} bytes")
+    for err in result["errors"]:
+        print(f"FAILED {err}", file=sys.stderr)
+    return 1 if result["errors"] else 0
+
+
+def _cmd_export(args) -> int:
+    """Train (or take from the cache) and export every artifact of both twins; prints their paths."""
+    check_task(args.task)
+    from . import backends as B
+    from .pipeline import Progress, TaskRun
+
+    B.set_threads(os.cpu_count() or 1)
+    run = TaskRun(args.task, args.profile, Path(args.cache), os.cpu_count() or 1, Progress(4))
+    from .frameworks import load_twins
+    from shared import data as D
+
+    twins = load_twins(args.task)
+    models = run._train(twins, D.load(run.spec))
+    artifacts = run._export(twins, run._reference_models(twins, models))
+    for name, path in artifacts.items():
+        print(f"{name:<24} {path}")
+    for err in run.result["errors"]:
+        print(f"FAILED {err}", file=sys.stderr)
+    return 1 if run.result["errors"] else 0
+
+
+def _cmd_check(args) -> int:
+    from .check import load_results, problems
+
+    try:
+        results = load_results(args.results)
+        baseline = load_results(args.baseline) if args.baseline else None
+    except (FileNotFoundError, ValueError) as err:
+        print(f"twinvision check: error: {err}", file=sys.stderr)
+        return 2
+    found = problems(results, baseline, args.threshold)
+    n_parity = sum(len(t.get("parity", [])) for t in results["tasks"].values())
+    if found:
+        print(f"twinvision check: {len(found)} problem(s) in {args.results}:")
+        for line in found:
+            print(f"  - {line}")
+        return 1
+    print(f"twinvision check: ok ({len(results['tasks'])} task(s), {n_parity} parity checks"
+          + (f", no p50 regression beyond {args.threshold:.0%} against {args.baseline}" if baseline else "") + ")")
+    return 0
+
+
+def _cmd_history(args) -> int:
+    from .store import runs
+
+    rows = runs(args.store, args.limit)
+    if not rows:
+        print(f"no runs recorded in {args.store}")
+        return 0
+    for r in rows:
+        print(f"{r['id']}  {r['started']}  {r['profile']:<8} {r['status']:<6} parity {r['parity_ok']}/"
+              f"{r['parity_total']}  {r['out_dir']}")
+        for task, figures in r["summary"].items():
+            quality = ", ".join(f"{fw} {m.get('accuracy', float('nan')):.3f}" for fw, m in figures["quality"].items()
+                                if m)
+            print(f"    {task}: {figures['status']}, fastest at batch 1: {figures['fastest_b1']}; accuracy {quality}")
+    return 0
+
+
+def _cmd_guide(args) -> int:
+    from .guide import markdown
+
+    text = markdown()
+    if args.write:
+        from shared.weights import write_atomic
+
+        write_atomic(args.write, text)
+        print(f"wrote {args.write}")
+    else:
+        print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twinvision", description="PyTorch and TensorFlow twins, compared.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +205,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", help="comma-separated subset of forward,gradients,training,onnx")
     p.add_argument("--json", type=Path, help="write results.json (schema twinvision.results/1) here")
     p.set_defaults(func=_cmd_parity)
+
+    p = sub.add_parser("report", help="the full side-by-side report: index.html, report.md, results.json")
+    p.add_argument("--tasks", nargs="+", help="tasks to run (default: every ready task)")
+    p.add_argument("--profile", default="standard", choices=("quick", "standard"),
+                   help="quick: tiny models, short timings (minutes); standard: the trained report models")
+    p.add_argument("--out", type=Path, default=Path("reports/latest"))
+    p.add_argument("--cache", type=Path, default=DEFAULT_HOME / "cache", help="trained weights and exports")
+    p.add_argument("--threads", type=int, help="threads for every backend (default: all cores)")
+    p.set_defaults(func=_cmd_report)
+
+    for name, func, text in (("bench", _cmd_bench, "speed and size of every backend for one task"),
+                             ("export", _cmd_export, "write every artifact of both twins for one task")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--task", required=True, help=f"one of {sorted(TASKS)}")
+        p.add_argument("--profile", default="standard", choices=("quick", "standard"))
+        p.add_argument("--cache", type=Path, default=DEFAULT_HOME / "cache")
+        p.add_argument("--threads", type=int)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("check", help="CI gate on a results.json: non-zero exit on any breach")
+    p.add_argument("--results", type=Path, default=Path("reports/latest/results.json"))
+    p.add_argument("--baseline", type=Path, help="an earlier results.json to compare p50 latencies with")
+    p.add_argument("--threshold", type=float, default=0.25, help="allowed p50 slow-down against the baseline")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("history", help="earlier runs from the local store")
+    p.add_argument("--store", type=Path, default=Path("reports/history.sqlite"))
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=_cmd_history)
+
+    p = sub.add_parser("guide", help="the study guide: each seed question -> paired code and report section")
+    p.add_argument("--write", type=Path, help="write it here (docs/GUIDE.md) instead of printing")
+    p.set_defaults(func=_cmd_guide)
 
     p = sub.add_parser("train", help="train one twin and print its metrics")
     p.add_argument("--task", required=True, help=f"one of {sorted(TASKS)}")

@@ -105,7 +105,8 @@ def training_parity(spec, twins: dict[str, Twin], split, seed: int = 0) -> list[
     """L3: N steps of momentum SGD (with weight decay) from one init on the same batches."""
     tol = spec.tolerances
     train = dataclasses.replace(spec.train, optimizer="sgd", lr=tol.training_lr, momentum=0.9, schedule="constant")
-    batches = [idx for epoch in D.batch_plan(len(split), train.batch_size, tol.training_steps, seed)
+    n = min(len(split), tol.training_samples)
+    batches = [idx for epoch in D.batch_plan(n, train.batch_size, tol.training_steps, seed)
                for idx in epoch][:tol.training_steps]
     models, _ = _same_init(twins, spec, "torch", seed)
     losses, weights = {}, {}

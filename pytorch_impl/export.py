@@ -56,7 +56,7 @@ def export_program(model: nn.Module, spec, path: str | os.PathLike, batch: int =
     wrapper = _TupleOutputs(model.eval().cpu(), tuple(spec.output_keys)).eval()
     program = torch.export.export(wrapper, (torch.zeros(batch, c, h, w),),
                                   dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}})
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".tmp-{path.name}")  # torch.export wants the .pt2 suffix
     torch.export.save(program, tmp)
     tmp.replace(path)
     return path

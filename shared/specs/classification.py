@@ -120,11 +120,12 @@ class ClassificationSpec:
 
 
 def tiny() -> ClassificationSpec:
-    """Seconds-scale net for parity tests: 2 stages, 8/16 channels, 16 px digits."""
+    """Seconds-scale net for parity tests and the quick report: 2 stages, 8/16 channels, 16 px digits."""
     return ClassificationSpec(
         model=ResNetSpec(depths=(1, 1), widths=(8, 16), stem="small", stem_width=8, num_classes=10),
-        data=ClassificationDataSpec(dataset="digits", image_size=16, n_train=256, n_test=128),
-        train=TrainSpec(epochs=1, batch_size=32, lr=0.05),
+        # Enough steps (6 epochs x 32 batches) for a few seconds of training to learn the digits.
+        data=ClassificationDataSpec(dataset="digits", image_size=16, n_train=1024, n_test=256),
+        train=TrainSpec(epochs=6, batch_size=32, lr=0.05),
     )
 
 

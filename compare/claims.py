@@ -1,0 +1,169 @@
+"""The usual "PyTorch vs TensorFlow" claims (seed answers 13 and 30), graded on this run's numbers.
+
+Every verdict is computed from the results and the code, never typed in:
+``supported``, ``refuted``, ``mixed``, or ``not measurable here`` with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+SUPPORTED, REFUTED, MIXED, NOT_MEASURABLE = "supported", "refuted", "mixed", "not measurable here"
+# A difference smaller than this is treated as a tie (timing noise, counting style).
+MARGIN = 0.10
+
+
+def _p50(task: dict, backend: str, batch: int) -> float | None:
+    for row in task.get("speed", []):
+        if row["backend"] == backend and row["batch"] == batch:
+            return row["p50_ms"]
+    return None
+
+
+def _ratio_phrase(slow: float, fast: float) -> str:
+    return f"{slow / fast:.2f}x" if fast else "n/a"
+
+
+def static_graph(results: dict, code: dict, env: dict) -> tuple[str, str]:
+    """Graph compilation beats eager execution in each framework."""
+    lines, wins = [], {"tensorflow": [], "torch": []}
+    for name, task in results["tasks"].items():
+        for batch in (1, 32):
+            eager, graph, xla = (_p50(task, b, batch) for b in ("tensorflow-eager", "tensorflow", "tensorflow-xla"))
+            t_eager, t_comp = _p50(task, "torch", batch), _p50(task, "torch-compile", batch)
+            if eager and graph:
+                best = min(x for x in (graph, xla) if x)
+                wins["tensorflow"].append(eager / best)
+                lines.append(f"{name} b{batch}: TF eager {eager:.3g} ms, tf.function {graph:.3g} ms"
+                             + (f", XLA {xla:.3g} ms" if xla else "") + f" (static {_ratio_phrase(eager, best)} faster)")
+            if t_eager and t_comp:
+                wins["torch"].append(t_eager / t_comp)
+                lines.append(f"{name} b{batch}: torch eager {t_eager:.3g} ms, torch.compile {t_comp:.3g} ms "
+                             f"({_ratio_phrase(t_eager, t_comp)})")
+            natives = {b: _p50(task, b, batch) for b in ("torch", "torch-compile", "tensorflow", "tensorflow-xla")}
+            natives = {b: v for b, v in natives.items() if v}
+            if natives:
+                best = min(natives, key=natives.get)
+                lines.append(f"{name} b{batch}: best framework-native backend is {best} ({natives[best]:.3g} ms)")
+    if not wins["tensorflow"] or not wins["torch"]:
+        return NOT_MEASURABLE, "no eager and compiled timings of both frameworks in this run"
+    faster = {fw: sum(r > 1 + MARGIN for r in rs) > len(rs) / 2 for fw, rs in wins.items()}
+    verdict = SUPPORTED if all(faster.values()) else REFUTED if not any(faster.values()) else MIXED
+    return verdict, "; ".join(lines)
+
+
+def pythonic(results: dict, code: dict, env: dict) -> tuple[str, str]:
+    """PyTorch twins take less code and fewer framework calls than the TensorFlow twins."""
+    loc, calls = code["total_loc"], code["total_api_calls"]
+    ratio = loc["torch"] / loc["tensorflow"]
+    evidence = (f"lines of code over all twin modules: torch {loc['torch']}, tensorflow {loc['tensorflow']} "
+                f"(torch/TF {ratio:.2f}); framework API calls: torch {calls['torch']}, tensorflow "
+                f"{calls['tensorflow']}. Part of the TF code exists to match torch's numerics on purpose "
+                f"(explicit padding, BatchNorm variance, coupled weight decay), a cost of this comparison")
+    verdict = SUPPORTED if ratio < 1 - MARGIN else REFUTED if ratio > 1 + MARGIN else MIXED
+    return verdict, evidence
+
+
+def keras_high_level(results: dict, code: dict, env: dict) -> tuple[str, str]:
+    """Keras compile/fit makes the training loop shorter than a hand-written PyTorch loop."""
+    trainer = code.get("trainer_loc") or {}
+    if not trainer.get("torch") or not trainer.get("tensorflow"):
+        return NOT_MEASURABLE, "the Trainer twins were not found"
+    ratio = trainer["tensorflow"] / trainer["torch"]
+    evidence = (f"Trainer class (optimiser step, epoch loop, progress, per-epoch evaluation): torch "
+                f"{trainer['torch']} lines, Keras fit-based {trainer['tensorflow']} lines (TF/torch {ratio:.2f}); "
+                f"whole training.py: torch {code['training_loc']['torch']}, tensorflow "
+                f"{code['training_loc']['tensorflow']} (the TF side includes the optimiser subclasses that make "
+                f"Keras' update equal torch's)")
+    verdict = SUPPORTED if ratio < 1 - MARGIN else REFUTED if ratio > 1 + MARGIN else MIXED
+    return verdict, evidence
+
+
+def _exports(results: dict) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {"torch": [], "tensorflow": []}
+    for task in results["tasks"].values():
+        for row in task.get("exports", []):
+            out.setdefault(row["framework"], []).append(row)
+    return out
+
+
+def tf_production(results: dict, code: dict, env: dict) -> tuple[str, str]:
+    """TensorFlow deploys better: small mobile artifacts (TFLite), fast serving, exports that work."""
+    exports = _exports(results)
+    tf_ok = exports["tensorflow"] and all(r["status"] == "ok" for r in exports["tensorflow"])
+    lines, points = [], []
+    for name, task in results["tasks"].items():
+        sizes = {r["artifact"]: r["bytes"] for r in task.get("size", [])}
+        tfl, onnx_t, pt2 = sizes.get("tflite-fp32"), sizes.get("onnx-from-torch"), sizes.get("pt2")
+        if tfl and onnx_t and pt2:
+            lines.append(f"{name}: TFLite {tfl} B, ONNX from torch {onnx_t} B, torch .pt2 {pt2} B, "
+                         f"SavedModel {sizes.get('saved_model')} B")
+            points.append(tfl <= min(onnx_t, pt2))
+        lat = {b: _p50(task, b, 1) for b in ("tflite-fp32", "torch", "onnxruntime-from-torch",
+                                             "onnxruntime-from-tensorflow")}
+        if lat["tflite-fp32"] and lat["torch"]:
+            lines.append(f"{name} batch-1 latency: TFLite {lat['tflite-fp32']:.3g} ms, torch eager "
+                         f"{lat['torch']:.3g} ms, ORT {lat['onnxruntime-from-torch'] or float('nan'):.3g} ms")
+            points.append(lat["tflite-fp32"] <= lat["torch"])
+    lines.append("TF exports: " + ", ".join(f"{r['artifact']} {r['status']}" for r in exports["tensorflow"]))
+    if not points:
+        return NOT_MEASURABLE, "no TFLite, ONNX and .pt2 artifacts were produced in this run"
+    verdict = SUPPORTED if tf_ok and all(points) else REFUTED if not any(points) else MIXED
+    lines.append("ONNX Runtime serves both frameworks' exports, so deployment is not tied to TensorFlow")
+    return verdict, "; ".join(lines)
+
+
+def torch_deploy_effort(results: dict, code: dict, env: dict) -> tuple[str, str]:
+    """Getting a PyTorch model deployed takes extra work."""
+    exports = _exports(results)
+    torch_rows = exports["torch"]
+    if not torch_rows:
+        return NOT_MEASURABLE, "no PyTorch export was attempted in this run"
+    ok = sum(r["status"] == "ok" for r in torch_rows)
+    loc = code["export_loc"]
+    evidence = (f"torch exports succeeded {ok}/{len(torch_rows)} ("
+                + ", ".join(f"{r['artifact']} {r['status']}" for r in torch_rows)
+                + f"); export code: torch {loc['torch']} lines, tensorflow {loc['tensorflow']} lines; "
+                  "PyTorch has no TFLite path in this stack (mobile goes through ONNX)")
+    ratio = loc["torch"] / max(loc["tensorflow"], 1)
+    if ok < len(torch_rows) or ratio > 1 + MARGIN:
+        return SUPPORTED, evidence
+    if ratio < 1 - MARGIN:
+        return REFUTED, evidence
+    return MIXED, evidence
+
+
+def gpu(results: dict, code: dict, env: dict) -> tuple[str, str]:
+    """Both frameworks run faster on a GPU."""
+    if not env.get("gpu"):
+        return NOT_MEASURABLE, ("no CUDA GPU on this host (torch.cuda.is_available() is False and TensorFlow lists "
+                                "no GPU); run the report with --device cuda on a GPU machine to measure it")
+    return NOT_MEASURABLE, f"GPU present ({env['gpu']}) but this run timed CPU backends only"
+
+
+def ecosystem(results: dict, code: dict, env: dict) -> tuple[str, str]:
+    return NOT_MEASURABLE, ("counting pretrained models needs the model hubs, and this lab runs offline by design "
+                            "(no downloads at run time)")
+
+
+CLAIMS: tuple[tuple[str, str, str, Callable], ...] = (
+    ("static-graph", "13, 30", "A static graph lets the framework optimise better than eager execution", static_graph),
+    ("pytorch-pythonic", "13, 30", "PyTorch is more Pythonic and simpler to write", pythonic),
+    ("keras-high-level", "13, 30", "Keras' high-level API makes building and training simpler", keras_high_level),
+    ("tf-production", "13, 30", "TensorFlow is better suited to production and mobile deployment", tf_production),
+    ("torch-deploy-effort", "13, 30", "Deploying PyTorch models takes additional effort", torch_deploy_effort),
+    ("gpu-acceleration", "13, 14, 30", "Both frameworks accelerate CNN work on GPUs", gpu),
+    ("tf-ecosystem", "13, 30", "TensorFlow offers the larger ecosystem of pretrained models", ecosystem),
+)
+
+
+def grade(results: dict, code: dict, env: dict) -> list[dict]:
+    """The ``claims`` block of results.json."""
+    out = []
+    for claim_id, answers, text, judge in CLAIMS:
+        try:
+            verdict, evidence = judge(results, code, env)
+        except Exception as err:  # noqa: BLE001 - a claim whose evidence is broken says so
+            verdict, evidence = NOT_MEASURABLE, f"evidence could not be computed: {type(err).__name__}: {err}"
+        out.append({"id": claim_id, "seed_answer": answers, "text": text, "evidence": evidence, "verdict": verdict})
+    return out

@@ -1,0 +1,81 @@
+"""``twinvision report``: every task through the harness, into results.json, report.md and index.html.
+
+Results are written after each task (atomically), so an interrupted run keeps
+what it finished, and trained models and exports come from the cache on the
+next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from shared.specs import ready_tasks
+from shared.weights import write_atomic
+
+from .. import backends as B
+from .. import claims, codepair, store
+from ..env import run_info
+from ..pipeline import Progress, TaskRun, steps_per_task
+from ..speed import matmul_peak_gflops
+
+SCHEMA = "twinvision.results/1"
+
+
+def gpu_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def code_evidence() -> dict:
+    summary = codepair.summary()
+    by_path = {m["path"]: m for m in summary["modules"]}
+    summary["trainer_loc"] = codepair.function_loc("training.py", "Trainer")
+    summary["training_loc"] = by_path.get("training.py", {}).get("loc", {})
+    summary["export_loc"] = by_path.get("export.py", {}).get("loc", {})
+    return summary
+
+
+def run_report(tasks: list[str] | None = None, profile: str = "standard", out: str | Path = "reports/latest",
+               cache: str | Path = ".twinvision/cache", threads: int | None = None,
+               printer: Callable[[str], None] = print) -> dict:
+    """Run the report; returns the results dict (also written to ``out``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = tasks or ready_tasks()
+    threads = threads or os.cpu_count() or 1
+    B.set_threads(threads)
+    results = {"schema": SCHEMA, "run": run_info(profile, threads), "tasks": {}, "claims": []}
+    results["run"]["threads"] = {"torch": threads, "tensorflow_intra_op": threads, "tensorflow_inter_op": 1,
+                                 "onnxruntime_intra_op": threads, "tflite": threads}
+    results["run"]["gpu"] = gpu_name()
+    results["run"]["matmul_peak"] = matmul_peak_gflops(threads)
+    printer(f"twinvision report: {', '.join(tasks)} ({profile} profile, {threads} threads, fp32 matmul peak "
+            f"{results['run']['matmul_peak']['gflops']:.0f} GFLOP/s)")
+    progress = Progress(steps_per_task() * len(tasks), printer=printer)
+    started = time.perf_counter()
+    for task in tasks:
+        try:
+            results["tasks"][task] = TaskRun(task, profile, Path(cache), threads, progress).run()
+        except Exception as err:  # noqa: BLE001 - one failing task is recorded, the others still run
+            results["tasks"][task] = {"status": "failed", "errors": [f"{type(err).__name__}: {err}"],
+                                      "tracebacks": [traceback.format_exc(limit=8)], "parity": [], "speed": [],
+                                      "size": [], "quality": {}}
+        write_atomic(out / "results.json", json.dumps(results, indent=1, default=str))
+    code = code_evidence()
+    results["code"] = code
+    results["claims"] = claims.grade(results, code, {"gpu": results["run"]["gpu"]})
+    results["run"]["seconds"] = time.perf_counter() - started
+    write_atomic(out / "results.json", json.dumps(results, indent=1, default=str))
+    from .render import render
+
+    render(results, out)
+    store.append(out.parent / "history.sqlite", results, out)
+    printer(f"wrote {out / 'index.html'}, {out / 'report.md'}, {out / 'results.json'} "
+            f"in {results['run']['seconds'] / 60:.1f} min")
+    return results

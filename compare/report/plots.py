@@ -1,0 +1,123 @@
+"""The report's plots, drawn with matplotlib as SVG (embedded in the HTML, files beside the Markdown)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+COLORS = {"torch": "#ee4c2c", "tensorflow": "#ff8f00"}
+FAMILY = {"torch": "#ee4c2c", "torch-compile": "#b3341d", "tensorflow-eager": "#ffc46b", "tensorflow": "#ff8f00",
+          "tensorflow-xla": "#c66f00", "onnxruntime-from-torch": "#4c72b0", "onnxruntime-from-tensorflow": "#7aa6d6",
+          "tflite-fp32": "#55a868"}
+
+
+def _svg(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _figure(width: float = 7.5, height: float = 3.2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "svg.fonttype": "none", "axes.spines.top": False,
+                         "axes.spines.right": False})
+    return plt.subplots(figsize=(width, height))
+
+
+def latency(speed: list[dict]) -> str:
+    """p50 latency per backend at each batch size (log scale), p90 as the error bar."""
+    backends = list(dict.fromkeys(r["backend"] for r in speed))
+    batches = sorted({r["batch"] for r in speed})
+    fig, ax = _figure()
+    width = 0.8 / max(len(batches), 1)
+    for i, batch in enumerate(batches):
+        rows = {r["backend"]: r for r in speed if r["batch"] == batch}
+        p50 = [rows[b]["p50_ms"] if b in rows else np.nan for b in backends]
+        p90 = [rows[b]["p90_ms"] if b in rows else np.nan for b in backends]
+        x = np.arange(len(backends)) + i * width
+        ax.bar(x, p50, width, label=f"batch {batch}", color=[FAMILY.get(b, "#888") for b in backends],
+               alpha=0.55 + 0.45 * i / max(len(batches) - 1, 1), edgecolor="black", linewidth=0.4)
+        ax.errorbar(x, p50, yerr=[np.zeros(len(p50)), np.subtract(p90, p50)], fmt="none", ecolor="black",
+                    elinewidth=0.7, capsize=2)
+    ax.set_yscale("log")
+    ax.set_ylabel("p50 latency, ms (log)")
+    ax.set_xticks(np.arange(len(backends)) + width * (len(batches) - 1) / 2, backends, rotation=30, ha="right")
+    ax.legend(frameon=False)
+    ax.set_title("Inference latency per backend (lighter: batch 1, darker: batch 32; bar to p90)")
+    return _svg(fig)
+
+
+def peak_fraction(speed: list[dict], peak_gflops: float) -> str:
+    rows = [r for r in speed if r.get("gflops")]
+    fig, ax = _figure(height=2.8)
+    labels = [f"{r['backend']} b{r['batch']}" for r in rows]
+    values = [r["gflops"] / peak_gflops for r in rows]
+    ax.barh(labels, values, color=[FAMILY.get(r["backend"], "#888") for r in rows])
+    ax.set_xlabel(f"achieved GFLOP/s as a fraction of the measured fp32 matmul peak ({peak_gflops:.0f} GFLOP/s)")
+    ax.invert_yaxis()
+    return _svg(fig)
+
+
+def sizes(size_rows: list[dict]) -> str:
+    fig, ax = _figure(height=2.6)
+    names = [r["artifact"] for r in size_rows]
+    kb = [r["bytes"] / 1024 for r in size_rows]
+    ax.barh(names, kb, color=[COLORS.get(r.get("framework"), "#888") for r in size_rows])
+    for y, v in enumerate(kb):
+        ax.text(v, y, f" {v:,.0f} KB", va="center", fontsize=8)
+    ax.set_xlabel("KB on disk")
+    ax.invert_yaxis()
+    ax.set_title("Deployment size per artifact")
+    return _svg(fig)
+
+
+def parity_heatmap(parity: list[dict]) -> str:
+    """Backend x backend: log10 of the max abs difference relative to the output scale."""
+    rows = [e for e in parity if e["what"].startswith("backends/")]
+    names = list(dict.fromkeys([e["a"] for e in rows] + [e["b"] for e in rows]))
+    matrix = np.full((len(names), len(names)), np.nan)
+    for e in rows:
+        i, j = names.index(e["a"]), names.index(e["b"])
+        scale = e["tol"] / 1e-5 if e["tol"] else 1.0  # tol = 1e-5 x max|output|
+        rel = max(e["max_abs"] / scale, 1e-12)
+        matrix[i, j] = matrix[j, i] = np.log10(rel)
+    fig, ax = _figure(width=6.2, height=5.0)
+    im = ax.imshow(matrix, cmap="viridis", vmin=-9, vmax=-4)
+    ax.set_xticks(range(len(names)), names, rotation=40, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if not np.isnan(matrix[i, j]):
+                ax.text(j, i, f"{matrix[i, j]:.1f}", ha="center", va="center", fontsize=7, color="white")
+    fig.colorbar(im, ax=ax, label="log10(max |a - b| / max |a|); tolerance is -5")
+    ax.set_title("Parity between every pair of backends (same weights, same batch)")
+    return _svg(fig)
+
+
+def training_curves(training: dict) -> str:
+    fig, ax = _figure()
+    ax2 = ax.twinx()
+    for fw, info in training.items():
+        hist = info.get("history", [])
+        epochs = [r["epoch"] for r in hist]
+        ax.plot(epochs, [r["loss"] for r in hist], "-o", ms=3, color=COLORS.get(fw), label=f"{fw} train loss")
+        acc = [r.get("test_accuracy") for r in hist]
+        if all(a is not None for a in acc):
+            ax2.plot(epochs, acc, "--s", ms=3, color=COLORS.get(fw), alpha=0.6, label=f"{fw} test accuracy")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss")
+    ax2.set_ylabel("test accuracy")
+    ax2.set_ylim(0, 1)
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], frameon=False, fontsize=8, loc="center right")
+    ax.set_title("Training curves, both frameworks on the same batches")
+    return _svg(fig)

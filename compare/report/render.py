@@ -1,0 +1,85 @@
+"""Results -> index.html (self-contained: plots inlined as data URIs, no network) and report.md."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from shared.weights import write_atomic
+
+from .. import guide
+from ..codepair import module_pairs
+from ..parity import summarize
+from ..size import human
+from . import plots
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+VERDICT_CLASS = {"supported": "ok", "refuted": "bad", "mixed": "mixed", "not measurable here": "na"}
+
+
+def _data_uri(svg: str) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+def task_plots(task: dict, peak: float) -> dict[str, str]:
+    """SVG text of every plot a task section shows (missing inputs: no plot)."""
+    out = {}
+    draw = {
+        "latency": lambda: plots.latency(task["speed"]) if task.get("speed") else None,
+        "peak": lambda: plots.peak_fraction(task["speed"], peak) if task.get("speed") and peak else None,
+        "size": lambda: plots.sizes(task["size"]) if task.get("size") else None,
+        "parity": lambda: plots.parity_heatmap(task["parity"])
+        if any(e["what"].startswith("backends/") for e in task.get("parity", [])) else None,
+        "training": lambda: plots.training_curves(task["training"]) if task.get("training") else None,
+    }
+    for name, make in draw.items():
+        svg = make()
+        if svg:
+            out[name] = svg
+    return out
+
+
+def _highlight(source: str) -> str:
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    return highlight(source, PythonLexer(), HtmlFormatter(nowrap=True))
+
+
+def code_view() -> list[dict]:
+    view = []
+    for pair in module_pairs():
+        rows = []
+        for name, (a, b) in pair.blocks.items():
+            rows.append({"name": name,
+                         "torch": _highlight(a.source) if a and a.source.strip() else "",
+                         "tensorflow": _highlight(b.source) if b and b.source.strip() else "",
+                         "loc": {"torch": a.loc if a else 0, "tensorflow": b.loc if b else 0}})
+        view.append({"path": pair.path, "loc": pair.loc, "api_calls": pair.api_calls, "rows": rows})
+    return view
+
+
+def render(results: dict, out: str | Path) -> None:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+    from pygments.formatters import HtmlFormatter
+
+    out = Path(out)
+    peak = results["run"].get("matmul_peak", {}).get("gflops", 0.0)
+    sections = []
+    for name, task in results["tasks"].items():
+        svgs = task_plots(task, peak)
+        for plot, svg in svgs.items():
+            write_atomic(out / "plots" / f"{name}-{plot}.svg", svg)
+        sections.append({"name": name, "task": task, "plots": {k: _data_uri(v) for k, v in svgs.items()},
+                         "plot_files": {k: f"plots/{name}-{k}.svg" for k in svgs},
+                         "parity_summary": summarize(task.get("parity", [])) if task.get("parity") else []})
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["human"] = human
+    env.filters["g"] = lambda v, digits=3: "-" if v is None else f"{v:.{digits}g}"
+    context = {"results": results, "sections": sections, "claims": results.get("claims", []),
+               "verdict_class": VERDICT_CLASS, "guide": guide.entries(), "peak": peak,
+               "pygments_css": HtmlFormatter().get_style_defs(".code")}
+    write_atomic(out / "index.html", env.get_template("index.html.j2").render(**context, code=code_view()))
+    write_atomic(out / "report.md", env.get_template("report.md.j2").render(**context))
