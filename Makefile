@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 REPORT_ARGS ?=
 OUT ?= reports/latest
 
-.PHONY: venv test test-all report clean-venv
+.PHONY: venv browser test test-all report clean-venv
 
 venv: $(STAMP)
 
@@ -28,10 +28,17 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PIP) check
 	touch $(STAMP)
 
-test: venv
+# Headless Chromium for the report's browser test (Debian package; needs root, skipped otherwise).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing and not root: the browser test will be skipped"; fi; }
+
+test: venv browser
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: venv
+test-all: venv browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 report: venv

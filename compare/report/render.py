@@ -80,6 +80,7 @@ def render(results: dict, out: str | Path) -> None:
     env.filters["g"] = lambda v, digits=3: "-" if v is None else f"{v:.{digits}g}"
     context = {"results": results, "sections": sections, "claims": results.get("claims", []),
                "verdict_class": VERDICT_CLASS, "guide": guide.entries(), "peak": peak,
-               "pygments_css": HtmlFormatter().get_style_defs(".code")}
+               "pygments_css": HtmlFormatter().get_style_defs(".code"),
+               "anchors": {f"task-{s['name']}" for s in sections} | {"claims", "code", "guide", "environment"}}
     write_atomic(out / "index.html", env.get_template("index.html.j2").render(**context, code=code_view()))
     write_atomic(out / "report.md", env.get_template("report.md.j2").render(**context))

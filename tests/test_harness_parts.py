@@ -1,0 +1,55 @@
+"""Smaller pieces of the harness: timing, code counting, the study guide, the store."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from compare import codepair, guide, speed, store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_timing_reports_a_spread():
+    result = speed.time_call(lambda _: time.sleep(0.002), None, speed.TimingBudget(min_runs=5, min_time_s=0.01,
+                                                                                  warmup_max_s=0.2))
+    assert 1.5 < result["p50_ms"] < 50 and result["p90_ms"] >= result["p50_ms"] and result["runs"] >= 5
+
+
+def test_code_lines_skip_comments_docstrings_and_blanks():
+    source = '"""Module doc."""\n\n# comment\ndef f(x):\n    """Doc\n    more."""\n    return x  # trailing\n'
+    assert codepair.code_lines(source) == 2
+
+
+def test_api_calls_count_framework_calls_only():
+    import ast
+
+    tree = ast.parse("import torch\nx = torch.zeros(3)\ny = nn.Conv2d(1, 2, 3)\nz = len(x)\nw = x.sum()\n")
+    assert codepair.api_calls(tree, "torch") == 2
+
+
+def test_every_twin_module_pairs_up():
+    pairs = codepair.module_pairs()
+    assert {p.path for p in pairs} >= {"classification/model.py", "layers.py", "training.py", "export.py"}
+    model = next(p for p in pairs if p.path == "classification/model.py")
+    public = {n: pair for n, pair in model.blocks.items() if not n.startswith("_")}
+    assert all(a is not None and b is not None for a, b in public.values()), public.keys()
+
+
+def test_study_guide_file_is_current():
+    """docs/GUIDE.md is generated from the registry; regenerate it with `twinvision guide --write docs/GUIDE.md`."""
+    assert (ROOT / "docs" / "GUIDE.md").read_text() == guide.markdown()
+    rows = guide.entries()
+    assert [r["number"] for r in rows] == list(range(1, 31))
+    assert all(r["tasks"] or r["number"] in guide.HARNESS for r in rows), "a question maps to nothing"
+
+
+def test_store_round_trip(tmp_path):
+    results = {"run": {"id": "r1", "started": "2026-01-01T00:00:00", "profile": "quick"},
+               "tasks": {"classification": {"status": "ok", "parity": [{"ok": True}], "quality": {},
+                                            "speed": [{"backend": "torch", "batch": 1, "p50_ms": 2.0}]}}}
+    store.append(tmp_path / "h.sqlite", results, tmp_path)
+    rows = store.runs(tmp_path / "h.sqlite")
+    assert rows[0]["id"] == "r1" and rows[0]["parity_ok"] == 1
+    assert rows[0]["summary"]["classification"]["fastest_b1"] == "torch 2 ms"
+    assert store.results_of(tmp_path / "h.sqlite", "r1")["run"]["id"] == "r1"

@@ -1,0 +1,217 @@
+"""The side-by-side report end to end (quick profile), the CI gate, history, and the browser."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from compare.backends import BACKENDS
+from compare.claims import CLAIMS
+
+ROOT = Path(__file__).resolve().parent.parent
+VERDICTS = {"supported", "refuted", "mixed", "not measurable here"}
+
+
+def _twinvision(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "compare.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    base = tmp_path_factory.mktemp("report")
+    out = base / "reports" / "latest"
+    proc = _twinvision("report", "--profile", "quick", "--out", str(out), "--cache", str(base / "cache"))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return out, proc.stdout
+
+
+def test_report_writes_three_files_with_every_backend(quick_report):
+    out, stdout = quick_report
+    assert {"index.html", "report.md", "results.json"} <= {p.name for p in out.iterdir()}
+    results = json.loads((out / "results.json").read_text())
+    assert results["schema"] == "twinvision.results/1"
+    task = results["tasks"]["classification"]
+    assert task["status"] == "ok", task["errors"]
+    assert {b["name"] for b in task["backends"]} == set(BACKENDS)
+    assert all(b["status"] == "ok" for b in task["backends"]), task["backends"]
+    timed = {(r["backend"], r["batch"]) for r in task["speed"]}
+    assert timed == {(b, n) for b in BACKENDS for n in (1, 32)}
+    for row in task["speed"]:
+        assert row["p50_ms"] > 0 and row["p90_ms"] >= row["p50_ms"] and row["runs"] >= 5 and row["cv"] >= 0
+        assert 0 < row["gflops"] < results["run"]["matmul_peak"]["gflops"] * 2
+    assert {r["artifact"] for r in task["size"]} == {"safetensors", "pt2", "onnx-from-torch", "onnx-from-tensorflow",
+                                                      "saved_model", "keras", "tflite-fp32"}
+    assert all(r["bytes"] > 1000 for r in task["size"])
+    levels = {e["what"].split("/")[0] for e in task["parity"]}
+    assert levels >= {"forward", "gradients", "training", "onnx", "backends"}
+    assert all(e["ok"] for e in task["parity"])
+    pairs = {(e["a"], e["b"]) for e in task["parity"] if e["what"].startswith("backends/")}
+    assert len(pairs) == len(BACKENDS) * (len(BACKENDS) - 1) // 2
+    # Each framework's own model learned (tiny digits: chance is 0.1) and every export kept the accuracy.
+    assert task["quality"]["torch"]["accuracy"] > 0.6 and task["quality"]["tensorflow"]["accuracy"] > 0.6
+    accuracies = {b["name"]: b["quality"]["accuracy"] for b in task["backends"]}
+    assert max(accuracies.values()) - min(accuracies.values()) < 0.01, accuracies
+    assert results["run"]["threads"]["torch"] == results["run"]["threads"]["onnxruntime_intra_op"]
+    assert "elapsed" in stdout and "left" in stdout  # progress display
+
+
+def test_claims_are_all_graded(quick_report):
+    out, _ = quick_report
+    claims = json.loads((out / "results.json").read_text())["claims"]
+    assert [c["id"] for c in claims] == [c[0] for c in CLAIMS]
+    for claim in claims:
+        assert claim["verdict"] in VERDICTS and claim["evidence"]
+    by_id = {c["id"]: c for c in claims}
+    assert by_id["tf-ecosystem"]["verdict"] == "not measurable here"
+    assert by_id["static-graph"]["verdict"] != "not measurable here"
+
+
+def test_html_has_every_section_and_markdown_tables(quick_report):
+    out, _ = quick_report
+    html = (out / "index.html").read_text()
+    for anchor in ('id="task-classification"', 'id="claims"', 'id="code"', 'id="guide"', 'id="environment"'):
+        assert anchor in html
+    for backend in BACKENDS:
+        assert backend in html
+    assert "pytorch_impl/classification/model.py" in html and "tensorflow_impl/classification/model.py" in html
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # self-contained
+    md = (out / "report.md").read_text()
+    assert "| tflite-fp32 |" in md and "## Claims" in md
+    for plot in ("latency", "size", "parity", "training"):
+        assert (out / "plots" / f"classification-{plot}.svg").is_file()
+
+
+def test_check_passes_then_fails_on_a_pushed_parity_entry(quick_report, tmp_path):
+    out, _ = quick_report
+    ok = _twinvision("check", "--results", str(out / "results.json"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    results = json.loads((out / "results.json").read_text())
+    bad = copy.deepcopy(results)
+    entry = bad["tasks"]["classification"]["parity"][0]
+    entry["max_abs"], entry["ok"] = entry["tol"] * 10, False
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    fail = _twinvision("check", "--results", str(tmp_path / "bad.json"))
+    assert fail.returncode == 1
+    assert f"parity breach {entry['a']} vs {entry['b']} {entry['what']}" in fail.stdout
+
+
+def test_check_catches_p50_regressions_and_failed_exports():
+    from compare.check import problems
+
+    base = {"tasks": {"c": {"status": "ok", "parity": [], "speed": [{"backend": "torch", "batch": 1, "p50_ms": 1.0}],
+                            "exports": [{"artifact": "pt2", "status": "ok"}], "backends": []}}}
+    slow = copy.deepcopy(base)
+    slow["tasks"]["c"]["speed"][0]["p50_ms"] = 1.5
+    assert problems(slow, base, threshold=0.25) and not problems(slow, base, threshold=0.6)
+    broken = copy.deepcopy(base)
+    broken["tasks"]["c"]["exports"][0].update(status="failed", error="boom")
+    assert any("export pt2 failed" in p for p in problems(broken))
+
+
+def test_check_rejects_missing_and_foreign_files(tmp_path):
+    missing = _twinvision("check", "--results", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    (tmp_path / "x.json").write_text(json.dumps({"schema": "other/1"}))
+    foreign = _twinvision("check", "--results", str(tmp_path / "x.json"))
+    assert foreign.returncode == 2 and "expected 'twinvision.results/1'" in foreign.stderr
+
+
+def test_history_lists_the_run(quick_report):
+    out, _ = quick_report
+    proc = _twinvision("history", "--store", str(out.parent / "history.sqlite"))
+    run_id = json.loads((out / "results.json").read_text())["run"]["id"]
+    assert proc.returncode == 0 and run_id in proc.stdout and "classification: ok" in proc.stdout
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000"]
+
+
+def test_report_in_a_real_browser(quick_report, tmp_path):
+    """Headless Chromium opens index.html from disk: no console error, every image decoded; a screenshot is kept."""
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; `make browser` installs it (Debian package chromium)")
+        pytest.skip("chromium is not installed here; `make browser` installs it")
+    out, _ = quick_report
+    url = (out / "index.html").as_uri()
+    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    dom = subprocess.run([browser, *CHROMIUM_FLAGS, *profile, "--dump-dom", url], capture_output=True, text=True,
+                         timeout=120)
+    assert 'data-images-ok="true"' in dom.stdout, dom.stderr[-3000:]
+    images = int(dom.stdout.split('data-images="')[1].split('"')[0])
+    assert images >= 4
+    console_errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and ("ERROR" in line or
+                                                                                       "error" in line.lower())]
+    assert not console_errors, console_errors
+    shot = out / "screenshot.png"
+    subprocess.run([browser, *CHROMIUM_FLAGS, *profile, "--window-size=1300,2400", f"--screenshot={shot}", url],
+                   capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_killed_report_resumes_without_retraining(tmp_path):
+    """Kill the report once the torch model is trained; the next run takes it from the cache and finishes."""
+    cache, out = tmp_path / "cache", tmp_path / "reports" / "latest"
+    args = [sys.executable, "-m", "compare.cli", "report", "--profile", "quick", "--out", str(out), "--cache",
+            str(cache)]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not list(cache.glob("*/trained-torch.history.json")):
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            time.sleep(0.2)
+        assert list(cache.glob("*/trained-torch.history.json")), "torch training never finished"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert not (out / "index.html").exists()
+    leftovers = [p for p in cache.rglob("*") if p.name.endswith(".tmp")]
+    assert not [p for p in leftovers if p.is_file() and "trained" in p.name]
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "torch: cached" in again.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["tasks"]["classification"]["training"]["torch"]["cached"] is True
+    assert results["tasks"]["classification"]["status"] == "ok"
+
+
+def test_failing_backend_is_recorded_and_the_report_completes(tmp_path, monkeypatch):
+    from compare import backends
+    from compare.report import run_report
+
+    real = backends.make_runner
+
+    def flaky(name, *args, **kwargs):
+        if name == "tflite-fp32":
+            raise RuntimeError("simulated converter crash")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(backends, "make_runner", flaky)
+    results = run_report(["classification"], "quick", tmp_path / "out", tmp_path / "cache", printer=lambda s: None)
+    task = results["tasks"]["classification"]
+    rows = {b["name"]: b for b in task["backends"]}
+    assert rows["tflite-fp32"]["status"] == "failed" and "simulated converter crash" in rows["tflite-fp32"]["error"]
+    assert all(rows[b]["status"] == "ok" for b in BACKENDS if b != "tflite-fp32")
+    assert {r["backend"] for r in task["speed"]} == set(BACKENDS) - {"tflite-fp32"}
+    assert (tmp_path / "out" / "index.html").is_file()
+    from compare.check import problems
+
+    assert any("backend tflite-fp32 failed" in p for p in problems(results))
