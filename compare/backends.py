@@ -22,6 +22,20 @@ from shared.data.validate import check_images
 BACKENDS = ("torch", "torch-compile", "tensorflow-eager", "tensorflow", "tensorflow-xla", "onnxruntime-from-torch",
             "onnxruntime-from-tensorflow", "tflite-fp32")
 
+# Quantized backends (seed answers 11 and 28): name -> (framework, the fp32 backend it is compared with).
+QUANTIZED = {
+    "tflite-fp16": ("tensorflow", "tflite-fp32"),
+    "tflite-dynamic": ("tensorflow", "tflite-fp32"),
+    "tflite-int8": ("tensorflow", "tflite-fp32"),
+    "tflite-int8-qat": ("tensorflow", "tflite-fp32"),
+    "torch-int8": ("torch", "torch-compile"),
+    "torch-int8-qat": ("torch", "torch-compile"),
+    "torch-int8-dynamic": ("torch", "torch"),
+    "onnxruntime-torch-int8": ("torch", "onnxruntime-from-torch"),
+    "onnxruntime-int8": ("torch", "onnxruntime-from-torch"),
+    "onnxruntime-int8-from-tensorflow": ("tensorflow", "onnxruntime-from-tensorflow"),
+}
+
 # Which framework's trained weights each backend runs (exports carry their source's weights).
 SOURCE = {"torch": "torch", "torch-compile": "torch", "onnxruntime-from-torch": "torch",
           "tensorflow-eager": "tensorflow", "tensorflow": "tensorflow", "tensorflow-xla": "tensorflow",
@@ -136,14 +150,39 @@ def onnx_runner(name: str, path: str | os.PathLike, threads: int) -> Runner:
     return Runner(name, to_input, lambda feed: session.run(None, feed), lambda out: dict(zip(names, out)))
 
 
-def tflite_runner(name: str, path: str | os.PathLike, threads: int) -> Runner:
-    """A TFLite flatbuffer in the LiteRT interpreter, through its signature (named inputs and outputs)."""
+def tflite_runner(name: str, path: str | os.PathLike, threads: int, keys: tuple[str, ...] | None = None) -> Runner:
+    """A TFLite flatbuffer in the LiteRT interpreter, through its signature (named inputs and outputs).
+
+    Models converted from tf_keras (the tfmot path) name their outputs after
+    layers; a single output is then renamed to the spec's single key.
+    """
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
     runner = interpreter.get_signature_runner()
     input_name = next(iter(runner.get_input_details()))
-    return Runner(name, lambda images: {input_name: images}, lambda feed: runner(**feed), dict)
+
+    def to_numpy(out: dict) -> dict:
+        if keys and set(out) != set(keys) and len(out) == len(keys) == 1:
+            return {keys[0]: next(iter(out.values()))}
+        return dict(out)
+
+    return Runner(name, lambda images: {input_name: images}, lambda feed: runner(**feed), to_numpy)
+
+
+def module_runner(name: str, module, keys: tuple[str, ...], compile: bool) -> Runner:
+    """A quantized torch module (pt2e int8 graph, or dynamic int8); ``compile`` lowers it with inductor."""
+    import torch
+
+    from pytorch_impl.tensors import to_native, to_numpy
+
+    fn = torch.compile(module, dynamic=False) if compile else module
+
+    def run(x):
+        with torch.no_grad():
+            return fn(x)
+
+    return Runner(name, to_native, run, lambda out: {k: to_numpy(out[k]) for k in keys})
 
 
 class OnnxRunner:

@@ -1,4 +1,5 @@
-"""The usual "PyTorch vs TensorFlow" claims (seed answers 13 and 30), graded on this run's numbers.
+"""The usual "PyTorch vs TensorFlow" claims (seed answers 13 and 30) and the quantization claims
+(answers 11 and 28), graded on this run's numbers.
 
 Every verdict is computed from the results and the code, never typed in:
 ``supported``, ``refuted``, ``mixed``, or ``not measurable here`` with the reason.
@@ -167,6 +168,90 @@ def ecosystem(results: dict, code: dict, env: dict) -> tuple[str, str]:
                             "(no downloads at run time)")
 
 
+# -- quantization (seed answers 11 and 28) ------------------------------------------------------------
+# An accuracy change of at most this much (fraction of test images) counts as "kept".
+ACCURACY_KEPT = 0.01
+
+
+def _quant_rows(results: dict) -> list[tuple[str, dict]]:
+    return [(name, row) for name, task in results["tasks"].items() for row in task.get("quantization", [])]
+
+
+def _verdict(flags: list[bool]) -> str:
+    return SUPPORTED if all(flags) else REFUTED if not any(flags) else MIXED
+
+
+def quant_smaller(results: dict, code: dict, env: dict) -> tuple[str, str]:
+    """8-bit integer storage makes the model about 4x smaller than float32 (at most 0.3x the bytes)."""
+    rows = [(n, r) for n, r in _quant_rows(results) if "int8" in r["variant"] and r.get("size_ratio")]
+    if not rows:
+        return NOT_MEASURABLE, "no int8 artifact with a size was produced in this run"
+    evidence = "; ".join(f"{n} {r['variant']}: {r['bytes']} B = {r['size_ratio']:.3f}x of {r['fp32_backend']}'s "
+                         f"{r['fp32_bytes']} B" for n, r in rows)
+    fp16 = [r for _, r in _quant_rows(results) if r["variant"] == "tflite-fp16" and r.get("size_ratio")]
+    if fp16:
+        evidence += f"; float16 for scale: {fp16[0]['size_ratio']:.3f}x"
+    return _verdict([r["size_ratio"] <= 0.3 for _, r in rows]), evidence
+
+
+def quant_faster(results: dict, code: dict, env: dict) -> tuple[str, str]:
+    """int8 inference is faster than float32 inference in the same runtime."""
+    lines, flags = [], []
+    for name, r in _quant_rows(results):
+        if "int8" not in r["variant"]:
+            continue
+        for batch in (1, 32):
+            ratio = r.get(f"speedup_b{batch}")
+            if ratio:
+                flags.append(ratio > 1 + MARGIN)
+                lines.append(f"{name} {r['variant']} b{batch}: {ratio:.2f}x vs {r['fp32_backend']}")
+    if not flags:
+        return NOT_MEASURABLE, "no int8 variant was timed beside its float32 source in this run"
+    return _verdict(flags), "; ".join(lines) + f" (speedup = fp32 p50 / int8 p50; > {1 + MARGIN:.2f}x counts)"
+
+
+def quant_energy(results: dict, code: dict, env: dict) -> tuple[str, str]:
+    """int8 inference uses less energy."""
+    return NOT_MEASURABLE, ("no energy counter is read by this lab (on Linux x86 the RAPL counters under "
+                            "/sys/class/powercap need privileges and are absent in most VMs and containers); "
+                            "latency is the only proxy measured here, see the faster-inference claim")
+
+
+def quant_accuracy(results: dict, code: dict, env: dict) -> tuple[str, str]:
+    """Post-training int8 keeps the float model's accuracy."""
+    rows = [(n, r) for n, r in _quant_rows(results) if "int8" in r["variant"] and "qat" not in r["variant"]
+            and r.get("accuracy") is not None and r.get("fp32_accuracy") is not None]
+    if not rows:
+        return NOT_MEASURABLE, "no post-training int8 variant was evaluated in this run"
+    drops = [(n, r, r["fp32_accuracy"] - r["accuracy"]) for n, r in rows]
+    evidence = "; ".join(f"{n} {r['variant']}: {r['accuracy']:.4f} vs fp32 {r['fp32_accuracy']:.4f} "
+                         f"(drop {d:+.4f}, top-1 agreement {r.get('top1_agreement') or 0:.4f})" for n, r, d in drops)
+    return _verdict([d <= ACCURACY_KEPT for _, _, d in drops]), evidence + f" (kept: drop <= {ACCURACY_KEPT})"
+
+
+def qat_vs_ptq(results: dict, code: dict, env: dict) -> tuple[str, str]:
+    """Quantization-aware training preserves accuracy better than post-training quantization."""
+    pairs = {"tensorflow": ("tflite-int8", "tflite-int8-qat"), "torch": ("torch-int8", "torch-int8-qat")}
+    lines, points = [], []
+    for name, task in results["tasks"].items():
+        acc = {r["variant"]: r.get("accuracy") for r in task.get("quantization", [])}
+        for framework, (ptq, qat) in pairs.items():
+            if acc.get(ptq) is None or acc.get(qat) is None:
+                continue
+            diff = acc[qat] - acc[ptq]
+            points.append(0 if abs(diff) <= ACCURACY_KEPT / 2 else 1 if diff > 0 else -1)
+            lines.append(f"{name} {framework}: QAT {acc[qat]:.4f} vs PTQ {acc[ptq]:.4f} ({diff:+.4f})")
+    if not points:
+        return NOT_MEASURABLE, "no PTQ / QAT pair of one framework was evaluated in this run"
+    evidence = "; ".join(lines) + (f" (a difference within {ACCURACY_KEPT / 2} is a tie: when PTQ already keeps "
+                                   f"the accuracy, QAT has nothing to recover)")
+    if all(p > 0 for p in points):
+        return SUPPORTED, evidence
+    if all(p < 0 for p in points):
+        return REFUTED, evidence
+    return MIXED, evidence
+
+
 CLAIMS: tuple[tuple[str, str, str, Callable], ...] = (
     ("static-graph", "13, 30", "A static graph lets the framework optimise better than eager execution", static_graph),
     ("pytorch-pythonic", "13, 30", "PyTorch is more Pythonic and simpler to write", pythonic),
@@ -175,6 +260,12 @@ CLAIMS: tuple[tuple[str, str, str, Callable], ...] = (
     ("torch-deploy-effort", "13, 30", "Deploying PyTorch models takes additional effort", torch_deploy_effort),
     ("gpu-acceleration", "13, 14, 30", "Both frameworks accelerate CNN work on GPUs", gpu),
     ("tf-ecosystem", "13, 30", "TensorFlow offers the larger ecosystem of pretrained models", ecosystem),
+    ("quant-smaller", "11, 28", "8-bit quantization makes a model about 4x smaller", quant_smaller),
+    ("quant-faster", "11, 28", "Quantized models run inference faster", quant_faster),
+    ("quant-energy", "11, 28", "Quantized models use less energy", quant_energy),
+    ("quant-accuracy", "11, 28", "Post-training quantization keeps acceptable accuracy", quant_accuracy),
+    ("qat-vs-ptq", "11, 28", "Quantization-aware training preserves accuracy better than post-training "
+                             "quantization", qat_vs_ptq),
 )
 
 

@@ -49,10 +49,12 @@ QUESTIONS = {
 
 # Answers grounded by the harness itself rather than one task: report section and what to read.
 HARNESS = {
-    11: ("quantization", "backends tflite-int8, torch-int8, onnxruntime-int8 (planned: quantization issue)"),
+    11: ("claims", "the quantization claims; each task's quantization table (#quantization-TASK): TFLite fp16 / "
+                   "dynamic / int8 / QAT, torch pt2e int8 / QAT, ONNX Runtime int8; pytorch_impl/quantize.py "
+                   "beside tensorflow_impl/quantize.py"),
     13: ("claims", "the claims table and every backend's speed, size and parity"),
     14: ("claims", "the GPU claim; --device cuda"),
-    28: ("quantization", "backends tflite-int8, torch-int8, onnxruntime-int8 (planned: quantization issue)"),
+    28: ("claims", "as 11, plus pruning and clustering (accuracy against sparsity and compressed size)"),
     30: ("claims", "the claims table and the paired-code view"),
 }
 
@@ -78,7 +80,7 @@ def entries() -> list[dict]:
             section, what = HARNESS[number]
             sections.append(section)
             notes.append(what)
-        status = "ready" if any(TASKS[t].status == "ready" for t in tasks) or number in (13, 30) else "planned"
+        status = "ready" if any(TASKS[t].status == "ready" for t in tasks) or number in (11, 13, 28, 30) else "planned"
         rows.append({"number": number, "question": question, "tasks": tasks, "files": files,
                      "sections": sections, "notes": notes, "status": status})
     return rows

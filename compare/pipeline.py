@@ -39,6 +39,11 @@ PROFILES = {
     "quick": ("tiny", S.QUICK, (1, 32)),
     "standard": ("standard", S.STANDARD, (1, 32)),
 }
+# Quantization-aware fine-tuning and pruning / clustering fine-tune steps, and the sparsities tried.
+# Clustering fine-tunes with Adam at cluster_lr (tensorflow_impl/quantize.py says why).
+COMPRESSION = {"quick": {"steps": 8, "sparsities": (0.5,), "clusters": 16, "cluster_lr": 1e-4, "calibration": 64},
+               "standard": {"steps": 40, "sparsities": (0.5, 0.8), "clusters": 16, "cluster_lr": 1e-4,
+                            "calibration": 256}}
 REFERENCE = "torch"  # whose trained weights every backend runs
 
 
@@ -65,8 +70,23 @@ def _clock(seconds: float) -> str:
 
 
 def steps_per_task() -> int:
-    """data, parity levels, export; training per framework; quality and speed per backend."""
-    return 3 + len(FRAMEWORKS) + len(B.BACKENDS) * 2
+    """data, parity, export, quantize, compression; training per framework; quality and speed per backend."""
+    backends = len(B.BACKENDS) + len(B.QUANTIZED)
+    return 5 + len(FRAMEWORKS) + backends * 2
+
+
+def _torch_parts(model, keys):
+    import torch
+
+    from pytorch_impl.tensors import to_native, to_numpy
+
+    model = model.eval()
+
+    def run(x):
+        with torch.inference_mode():
+            return model(x)
+
+    return to_native, run, lambda out: {k: to_numpy(out[k]) for k in keys}
 
 
 class TaskRun:
@@ -102,8 +122,12 @@ class TaskRun:
         reference = self._reference_models(twins, models)
         artifacts = self._export(twins, reference)
         runners = self._runners(reference, artifacts)
+        quantized = self._quantize(twins, reference, artifacts, data)
         self._backend_matrix(runners, data)
-        self._speed(runners, data, reference)
+        self._quantized_quality(quantized, runners, data)
+        self._compression(twins, reference, data)
+        self._speed({**runners, **quantized}, data, reference)
+        self._quantization_summary()
         if self.result["errors"]:
             self.result["status"] = "failed" if not runners else "ok"
         return self.result
@@ -199,6 +223,180 @@ class TaskRun:
                 self.result["backends"].append({"name": name, "source": B.SOURCE[name], "status": "failed",
                                                 "error": self._fail(f"backend {name}", err)})
         return runners
+
+    # -- quantization and compression (seed answers 11 and 28) ---------------------------------------
+    def _quantize(self, twins, reference, artifacts, data) -> dict[str, B.Runner]:
+        """Every quantized variant as a runner; artifacts cached, failures recorded per variant."""
+        self.progress.step(self.task, "quantize: TFLite fp16 / dynamic / int8, QAT, torch pt2e int8, ORT int8")
+        from pytorch_impl import quantize as PQ
+        from pytorch_impl.export import export_onnx
+        from tensorflow_impl import quantize as TQ
+
+        from .quantization import onnx_static_int8
+
+        cfg, spec, keys = COMPRESSION[self.profile], self.spec, tuple(self.spec.output_keys)
+        calibration = data.train.images[:cfg["calibration"]]
+        tensors = twins["torch"].bridge.export_weights(reference["torch"])
+        lr = spec.train.lr * 0.02  # fine-tuning a trained model: a small step
+        tflite = lambda name, make: B.tflite_runner(name, self._artifact(name, make), self.threads, keys)  # noqa
+        onnx = lambda name, make: B.onnx_runner(name, self._artifact(name, make), self.threads)  # noqa
+        plan = {
+            "tflite-fp16": lambda: tflite("tflite-fp16", ("model-fp16.tflite", lambda p: TQ.to_tflite(
+                artifacts["saved_model"], p, "fp16"))),
+            "tflite-dynamic": lambda: tflite("tflite-dynamic", ("model-dynamic.tflite", lambda p: TQ.to_tflite(
+                artifacts["saved_model"], p, "dynamic"))),
+            "tflite-int8": lambda: tflite("tflite-int8", ("model-int8.tflite", lambda p: TQ.to_tflite(
+                artifacts["saved_model"], p, "int8", calibration, spec))),
+            "tflite-int8-qat": lambda: tflite("tflite-int8-qat", ("model-int8-qat.tflite", lambda p: TQ.quantize_qat(
+                tensors, spec, data.train, cfg["steps"], lr, p))),
+            "torch-int8": lambda: self._torch_int8("torch-int8", PQ.quantize_static(reference["torch"], spec,
+                                                                                    calibration), PQ),
+            "torch-int8-qat": lambda: self._torch_int8("torch-int8-qat", PQ.quantize_qat(
+                reference["torch"], spec, data.train, cfg["steps"], lr), PQ),
+            "torch-int8-dynamic": lambda: B.module_runner("torch-int8-dynamic", PQ.quantize_dynamic(
+                reference["torch"]), keys, compile=False),
+            "onnxruntime-torch-int8": lambda: onnx("onnxruntime-torch-int8", (
+                "model-torch-pt2e-int8.onnx", lambda p: export_onnx(self._pt2e_int8_model(), spec, p))),
+            "onnxruntime-int8": lambda: onnx("onnxruntime-int8", ("model-torch-int8.onnx", lambda p: onnx_static_int8(
+                artifacts["onnx-from-torch"], p, calibration, spec))),
+            "onnxruntime-int8-from-tensorflow": lambda: onnx("onnxruntime-int8-from-tensorflow", (
+                "model-tensorflow-int8.onnx", lambda p: onnx_static_int8(artifacts["onnx-from-tensorflow"], p,
+                                                                         calibration, spec))),
+        }
+        runners = {}
+        for name, make in plan.items():
+            framework, source = B.QUANTIZED[name]
+            try:
+                runners[name] = make()
+                self.result["backends"].append({"name": name, "source": framework, "status": "ok",
+                                                "quantized": True, "fp32_backend": source})
+            except Exception as err:  # noqa: BLE001 - one variant failing leaves the others
+                self.result["backends"].append({"name": name, "source": framework, "status": "failed",
+                                                "quantized": True, "fp32_backend": source,
+                                                "error": self._fail(f"quantize {name}", err)})
+        return runners
+
+    def _artifact(self, name: str, filename_make) -> Path:
+        filename, make = filename_make
+        path, cached = self.cache.artifact(filename, make)
+        self.result["size"].append({"artifact": name, "bytes": artifact_bytes(path),
+                                    "framework": B.QUANTIZED[name][0], "quantized": True})
+        return path
+
+    def _pt2e_int8_model(self):
+        model = getattr(self, "_pt2e_int8", None)
+        if model is None:
+            raise RuntimeError("no torch pt2e int8 model to export: the torch-int8 variant failed (see its error)")
+        return model
+
+    def _torch_int8(self, name: str, module, PQ) -> B.Runner:
+        if name == "torch-int8":
+            self._pt2e_int8 = module  # exported to ONNX (QDQ) as onnxruntime-torch-int8
+        path = PQ.save_int8(module, self.spec, self.cache.path(f"{name}.safetensors"))
+        self.result["size"].append({"artifact": name, "bytes": artifact_bytes(path), "framework": "torch",
+                                    "quantized": True, "note": "int8 tensors of the pt2e model (safetensors)"})
+        return B.module_runner(name, module, tuple(self.spec.output_keys), compile=True)
+
+    def _quantized_quality(self, quantized, runners, data) -> None:
+        """Accuracy of each variant, and its top-1 agreement with the fp32 reference (L6)."""
+        reference = runners.get("torch")
+        ref_pred = reference.predict(data.test.images)[self.spec.output_keys[0]].argmax(-1) if reference else None
+        for name, runner in list(quantized.items()):
+            self.progress.step(self.task, f"{name}: quality")
+            try:
+                full = runner.predict(data.test.images, batch=32)
+                metrics = evaluate_outputs(self.spec, full, data.test)
+                scalars = {k: v for k, v in metrics.items() if not isinstance(v, list)}
+                if ref_pred is not None:
+                    scalars["top1_agreement"] = float((full[self.spec.output_keys[0]].argmax(-1) == ref_pred).mean())
+                self._backend_row(name)["quality"] = scalars
+                self.result["quality"][name] = scalars
+            except Exception as err:  # noqa: BLE001
+                self._fail(f"backend {name} run", err)
+                self._mark_failed(name, err)
+                del quantized[name]
+
+    def _compression(self, twins, reference, data) -> None:
+        """Pruning (both frameworks) and weight clustering (tfmot): accuracy against sparsity and compressed size."""
+        self.progress.step(self.task, "compression: pruning and clustering")
+        import gzip
+
+        from pytorch_impl import quantize as PQ
+        from shared.weights import load_file
+        from tensorflow_impl import quantize as TQ
+
+        from .quantization import kernel_sparsity, tflite_kernel_sparsity
+
+        cfg, spec = COMPRESSION[self.profile], self.spec
+        tensors = twins["torch"].bridge.export_weights(reference["torch"])
+        lr = spec.train.lr * 0.02
+        rows = self.result.setdefault("compression", [])
+
+        def record(variant, framework, setting, path, outputs):
+            metrics = evaluate_outputs(spec, outputs, data.test)
+            measured = (tflite_kernel_sparsity(path) if str(path).endswith(".tflite")
+                        else kernel_sparsity(load_file(path)))
+            rows.append({"variant": variant, "framework": framework, **setting, "measured_sparsity": measured,
+                         "accuracy": metrics["accuracy"], "bytes": artifact_bytes(path),
+                         "gzip_bytes": len(gzip.compress(Path(path).read_bytes()))})
+
+        jobs = []
+        for sparsity in cfg["sparsities"]:
+            jobs.append((f"tflite-pruned-{int(sparsity * 100)}", "tensorflow", {"sparsity": sparsity},
+                         lambda s=sparsity: self._tflite_job(f"model-pruned-{int(s * 100)}.tflite", lambda p: TQ.prune(
+                             tensors, spec, data.train, s, cfg["steps"], lr, p), data)))
+            jobs.append((f"torch-pruned-{int(sparsity * 100)}", "torch", {"sparsity": sparsity},
+                         lambda s=sparsity: self._torch_pruned(PQ.prune(reference["torch"], spec, data.train, s,
+                                                                        cfg["steps"], lr), s, data)))
+        jobs.append((f"tflite-clustered-{cfg['clusters']}", "tensorflow", {"clusters": cfg["clusters"]},
+                     lambda: self._tflite_job(f"model-clustered-{cfg['clusters']}.tflite", lambda p: TQ.cluster(
+                         tensors, spec, data.train, cfg["clusters"], cfg["steps"], cfg["cluster_lr"], p), data)))
+        baselines = [("tflite-fp32", "tensorflow", {"sparsity": 0.0}, lambda: self._tflite_job(
+            "model-fp32.tflite", None, data)), ("torch-fp32", "torch", {"sparsity": 0.0}, lambda: self._torch_pruned(
+                reference["torch"], 0.0, data))]
+        for variant, framework, setting, job in baselines + jobs:
+            try:
+                path, outputs = job()
+                record(variant, framework, setting, path, outputs)
+            except Exception as err:  # noqa: BLE001
+                self._fail(f"compression {variant}", err)
+
+    def _tflite_job(self, filename, make, data):
+        path = self.cache.path(filename) if make is None else self.cache.artifact(filename, make)[0]
+        runner = B.tflite_runner(filename, path, self.threads, tuple(self.spec.output_keys))
+        return path, runner.predict(data.test.images, batch=32)
+
+    def _torch_pruned(self, model, sparsity, data):
+        from pytorch_impl import bridge
+
+        path = bridge.save_weights(model, self.cache.path(f"torch-pruned-{int(sparsity * 100)}.safetensors"))
+        runner = B.Runner("torch-pruned", *_torch_parts(model, tuple(self.spec.output_keys)))
+        return path, runner.predict(data.test.images, batch=32)
+
+    def _quantization_summary(self) -> None:
+        """Per quantized variant: accuracy drop, agreement, size and speed against its fp32 source (L6)."""
+        sizes = {r["artifact"]: r["bytes"] for r in self.result["size"]}
+        fp32_bytes = {"tflite-fp32": sizes.get("tflite-fp32"), "onnxruntime-from-torch": sizes.get("onnx-from-torch"),
+                      "onnxruntime-from-tensorflow": sizes.get("onnx-from-tensorflow"),
+                      "torch-compile": sizes.get("safetensors"), "torch": sizes.get("safetensors")}
+        speed = {(r["backend"], r["batch"]): r["p50_ms"] for r in self.result["speed"]}
+        rows = []
+        for b in self.result["backends"]:
+            if not b.get("quantized") or b["status"] != "ok" or "quality" not in b:
+                continue
+            source = b["fp32_backend"]
+            fp32_quality = next((r.get("quality", {}) for r in self.result["backends"] if r["name"] == source), {})
+            row = {"variant": b["name"], "framework": b["source"], "fp32_backend": source,
+                   "accuracy": b["quality"].get("accuracy"), "fp32_accuracy": fp32_quality.get("accuracy"),
+                   "top1_agreement": b["quality"].get("top1_agreement"), "bytes": sizes.get(b["name"]),
+                   "fp32_bytes": fp32_bytes.get(source)}
+            row["size_ratio"] = row["bytes"] / row["fp32_bytes"] if row["bytes"] and row["fp32_bytes"] else None
+            for batch in self.batches:
+                q, f = speed.get((b["name"], batch)), speed.get((source, batch))
+                row[f"p50_ms_b{batch}"] = q
+                row[f"speedup_b{batch}"] = f / q if q and f else None
+            rows.append(row)
+        self.result["quantization"] = rows
 
     def _backend_matrix(self, runners, data) -> None:
         """Quality of every backend on the test split, and every pair's max diff on one batch."""

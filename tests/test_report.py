@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from compare.backends import BACKENDS
+from compare.backends import BACKENDS, QUANTIZED
 from compare.claims import CLAIMS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,15 +42,17 @@ def test_report_writes_three_files_with_every_backend(quick_report):
     assert results["schema"] == "twinvision.results/1"
     task = results["tasks"]["classification"]
     assert task["status"] == "ok", task["errors"]
-    assert {b["name"] for b in task["backends"]} == set(BACKENDS)
+    assert {b["name"] for b in task["backends"]} == set(BACKENDS) | set(QUANTIZED)
     assert all(b["status"] == "ok" for b in task["backends"]), task["backends"]
     timed = {(r["backend"], r["batch"]) for r in task["speed"]}
-    assert timed == {(b, n) for b in BACKENDS for n in (1, 32)}
+    assert timed == {(b, n) for b in (*BACKENDS, *QUANTIZED) for n in (1, 32)}
     for row in task["speed"]:
         assert row["p50_ms"] > 0 and row["p90_ms"] >= row["p50_ms"] and row["runs"] >= 5 and row["cv"] >= 0
         assert 0 < row["gflops"] < results["run"]["matmul_peak"]["gflops"] * 2
-    assert {r["artifact"] for r in task["size"]} == {"safetensors", "pt2", "onnx-from-torch", "onnx-from-tensorflow",
-                                                      "saved_model", "keras", "tflite-fp32"}
+    fp32_artifacts = {"safetensors", "pt2", "onnx-from-torch", "onnx-from-tensorflow", "saved_model", "keras",
+                      "tflite-fp32"}
+    # Every quantized variant but torch's dynamic one (dense layers only, no file of its own) writes an artifact.
+    assert {r["artifact"] for r in task["size"]} == fp32_artifacts | set(QUANTIZED) - {"torch-int8-dynamic"}
     assert all(r["bytes"] > 1000 for r in task["size"])
     levels = {e["what"].split("/")[0] for e in task["parity"]}
     assert levels >= {"forward", "gradients", "training", "onnx", "backends"}
@@ -59,8 +61,22 @@ def test_report_writes_three_files_with_every_backend(quick_report):
     assert len(pairs) == len(BACKENDS) * (len(BACKENDS) - 1) // 2
     # Each framework's own model learned (tiny digits: chance is 0.1) and every export kept the accuracy.
     assert task["quality"]["torch"]["accuracy"] > 0.6 and task["quality"]["tensorflow"]["accuracy"] > 0.6
-    accuracies = {b["name"]: b["quality"]["accuracy"] for b in task["backends"]}
+    accuracies = {b["name"]: b["quality"]["accuracy"] for b in task["backends"] if b["name"] in BACKENDS}
     assert max(accuracies.values()) - min(accuracies.values()) < 0.01, accuracies
+    # Quantized variants: measured against their fp32 source, and none lost the model (chance is 0.1).
+    rows = {r["variant"]: r for r in task["quantization"]}
+    assert set(rows) == set(QUANTIZED)
+    for name, row in rows.items():
+        assert row["accuracy"] > 0.6 and row["top1_agreement"] > 0.85, row
+        assert row["speedup_b1"] > 0 and row["speedup_b32"] > 0, row
+        # Size ratios are real here but not small: on the tiny net a QDQ graph's per-op overhead rivals its
+        # weights (the standard preset is where int8 files must be <= 0.3x; the quantization note has it).
+        assert name == "torch-int8-dynamic" or row["size_ratio"] == row["bytes"] / row["fp32_bytes"] > 0, row
+    compression = {r["variant"]: r for r in task["compression"]}
+    assert {"tflite-pruned-50", "torch-pruned-50", "tflite-clustered-16"} <= set(compression)
+    for name in ("tflite-pruned-50", "torch-pruned-50"):
+        assert abs(compression[name]["measured_sparsity"] - 0.5) < 0.02
+        assert compression[name]["gzip_bytes"] < compression[name]["bytes"]
     assert results["run"]["threads"]["torch"] == results["run"]["threads"]["onnxruntime_intra_op"]
     assert "elapsed" in stdout and "left" in stdout  # progress display
 
@@ -74,6 +90,9 @@ def test_claims_are_all_graded(quick_report):
     by_id = {c["id"]: c for c in claims}
     assert by_id["tf-ecosystem"]["verdict"] == "not measurable here"
     assert by_id["static-graph"]["verdict"] != "not measurable here"
+    for claim in ("quant-smaller", "quant-faster", "quant-accuracy", "qat-vs-ptq"):
+        assert by_id[claim]["verdict"] != "not measurable here", by_id[claim]
+    assert by_id["quant-energy"]["verdict"] == "not measurable here"
 
 
 def test_html_has_every_section_and_markdown_tables(quick_report):
@@ -81,13 +100,14 @@ def test_html_has_every_section_and_markdown_tables(quick_report):
     html = (out / "index.html").read_text()
     for anchor in ('id="task-classification"', 'id="claims"', 'id="code"', 'id="guide"', 'id="environment"'):
         assert anchor in html
-    for backend in BACKENDS:
+    for backend in (*BACKENDS, *QUANTIZED):
         assert backend in html
+    assert 'id="quantization-classification"' in html
     assert "pytorch_impl/classification/model.py" in html and "tensorflow_impl/classification/model.py" in html
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # self-contained
     md = (out / "report.md").read_text()
     assert "| tflite-fp32 |" in md and "## Claims" in md
-    for plot in ("latency", "size", "parity", "training"):
+    for plot in ("latency", "size", "parity", "training", "quantization"):
         assert (out / "plots" / f"classification-{plot}.svg").is_file()
 
 
@@ -194,7 +214,9 @@ def test_killed_report_resumes_without_retraining(tmp_path):
 
 
 def test_failing_backend_is_recorded_and_the_report_completes(tmp_path, monkeypatch):
-    from compare import backends
+    """A crashing backend, and empty representative data for the calibrated int8 quantizers: each failure is
+    recorded with its cause and every other backend and variant completes."""
+    from compare import backends, pipeline
     from compare.report import run_report
 
     real = backends.make_runner
@@ -205,12 +227,19 @@ def test_failing_backend_is_recorded_and_the_report_completes(tmp_path, monkeypa
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(backends, "make_runner", flaky)
+    monkeypatch.setitem(pipeline.COMPRESSION, "quick", {**pipeline.COMPRESSION["quick"], "calibration": 0})
     results = run_report(["classification"], "quick", tmp_path / "out", tmp_path / "cache", printer=lambda s: None)
     task = results["tasks"]["classification"]
     rows = {b["name"]: b for b in task["backends"]}
     assert rows["tflite-fp32"]["status"] == "failed" and "simulated converter crash" in rows["tflite-fp32"]["error"]
     assert all(rows[b]["status"] == "ok" for b in BACKENDS if b != "tflite-fp32")
-    assert {r["backend"] for r in task["speed"]} == set(BACKENDS) - {"tflite-fp32"}
+    calibrated = {"tflite-int8", "torch-int8", "onnxruntime-int8", "onnxruntime-int8-from-tensorflow"}
+    for name in calibrated:
+        assert rows[name]["status"] == "failed" and "expected at least one image" in rows[name]["error"], rows[name]
+    assert "torch-int8 variant failed" in rows["onnxruntime-torch-int8"]["error"]
+    fine = set(QUANTIZED) - calibrated - {"onnxruntime-torch-int8"}
+    assert all(rows[name]["status"] == "ok" for name in fine), {n: rows[n] for n in fine}
+    assert {r["backend"] for r in task["speed"]} == set(BACKENDS) - {"tflite-fp32"} | fine
     assert (tmp_path / "out" / "index.html").is_file()
     from compare.check import problems
 

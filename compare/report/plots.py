@@ -121,3 +121,32 @@ def training_curves(training: dict) -> str:
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], frameon=False, fontsize=8, loc="center right")
     ax.set_title("Training curves, both frameworks on the same batches")
     return _svg(fig)
+
+
+def quantization_tradeoff(rows: list[dict]) -> str:
+    """Accuracy against bytes on disk and against batch-32 latency, fp32 sources and their quantized variants."""
+    _figure()  # style settings
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, x_key, fp32_key, label in ((ax1, "bytes", "fp32_bytes", "KB on disk"),
+                                       (ax2, "p50_ms_b32", None, "p50 ms at batch 32")):
+        for r in rows:
+            x = r.get(x_key)
+            if x is None or r.get("accuracy") is None:
+                continue
+            x = x / 1024 if x_key == "bytes" else x
+            color = COLORS.get(r["framework"], "#888")
+            ax.scatter([x], [r["accuracy"]], color=color, edgecolor="black", linewidth=0.4, zorder=3)
+            ax.annotate(r["variant"], (x, r["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            if fp32_key and r.get(fp32_key) and r.get("fp32_accuracy") is not None:
+                ax.scatter([r[fp32_key] / 1024], [r["fp32_accuracy"]], marker="s", color="white", edgecolor=color,
+                           zorder=2)
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+    ax1.set_title("Accuracy vs size (squares: fp32 source)")
+    ax2.set_title("Accuracy vs latency")
+    fig.tight_layout()
+    return _svg(fig)

@@ -31,6 +31,8 @@ def task_plots(task: dict, peak: float) -> dict[str, str]:
         "parity": lambda: plots.parity_heatmap(task["parity"])
         if any(e["what"].startswith("backends/") for e in task.get("parity", [])) else None,
         "training": lambda: plots.training_curves(task["training"]) if task.get("training") else None,
+        "quantization": lambda: plots.quantization_tradeoff(task["quantization"]) if task.get("quantization")
+        else None,
     }
     for name, make in draw.items():
         svg = make()

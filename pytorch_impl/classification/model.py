@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from shared.specs.classification import ClassificationSpec, ResNetSpec
@@ -19,7 +20,11 @@ from ..tensors import to_native, to_numpy
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convs with an identity (or 1x1 projection) shortcut."""
+    """Two 3x3 convs with an identity (or 1x1 projection) shortcut.
+
+    ReLU is applied functionally: one ReLU module called at several places
+    (torchvision's style) makes the pt2e int8 quantizer fail to partition the graph.
+    """
 
     expansion = 1
 
@@ -28,16 +33,15 @@ class BasicBlock(nn.Module):
         eps, mom = spec.bn_eps, spec.bn_momentum
         self.conv1 = Conv2d(in_channels, width, 3, stride, 1, bias=False)
         self.bn1 = BatchNorm2d(width, eps, mom)
-        self.relu = ReLU()
         self.conv2 = Conv2d(width, width, 3, 1, 1, bias=False)
         self.bn2 = BatchNorm2d(width, eps, mom)
         self.downsample = _shortcut(in_channels, width * self.expansion, stride, spec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        return F.relu(out + identity)
 
 
 class Bottleneck(nn.Module):
@@ -54,15 +58,14 @@ class Bottleneck(nn.Module):
         self.bn2 = BatchNorm2d(width, eps, mom)
         self.conv3 = Conv2d(width, width * self.expansion, 1, 1, 0, bias=False)
         self.bn3 = BatchNorm2d(width * self.expansion, eps, mom)
-        self.relu = ReLU()
         self.downsample = _shortcut(in_channels, width * self.expansion, stride, spec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        return F.relu(out + identity)
 
 
 def _shortcut(in_channels: int, out_channels: int, stride: int, spec: ResNetSpec) -> nn.Module | None:

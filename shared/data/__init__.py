@@ -9,7 +9,7 @@ import numpy as np
 from ..specs.classification import DATASET_CLASSES, SHAPE_CLASSES, ClassificationDataSpec
 from .digits import digit_images
 from .shapes import render_shape_image, shape_mask
-from .validate import InputError, check_images, check_labels
+from .validate import InputError, check_calibration, check_images, check_labels
 
 
 @dataclass(frozen=True)
@@ -84,5 +84,5 @@ def batch_plan(n: int, batch_size: int, epochs: int, seed: int) -> list[list[np.
     return plan
 
 
-__all__ = ["ClassificationData", "DATASET_CLASSES", "InputError", "Split", "batch_plan", "check_images",
+__all__ = ["ClassificationData", "DATASET_CLASSES", "InputError", "Split", "batch_plan", "check_calibration", "check_images",
            "check_labels", "load", "load_classification", "render_shape_image", "shape_mask"]

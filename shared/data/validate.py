@@ -49,3 +49,12 @@ def check_labels(labels, *, num_classes: int, n: int | None = None, name: str = 
         raise InputError(f"{name}: expected values in [0, {num_classes}); received range "
                          f"[{labels.min()}, {labels.max()}]")
     return labels.astype(np.int64)
+
+
+def check_calibration(images, spec, *, name: str = "representative data") -> np.ndarray:
+    """Validate the representative / calibration images a quantizer is given: the model's input shape, non-empty."""
+    if images is None:
+        raise InputError(f"{name}: expected images of shape [N, {', '.join(map(str, spec.input_shape))}]; "
+                         f"received None")
+    h, w, c = spec.input_shape
+    return check_images(images, channels=c, size=(h, w), name=name)

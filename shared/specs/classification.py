@@ -130,9 +130,14 @@ def tiny() -> ClassificationSpec:
 
 
 def standard() -> ClassificationSpec:
-    """The report's model: a small 3-stage ResNet on 32 px shapes-on-textures."""
+    """The report's model: a small 4-stage ResNet (ResNet's own stage count) on 32 px shapes-on-textures.
+
+    The 4th stage runs at 4x4 px, so it adds 3/4 of the ~300K parameters but
+    little compute; with 3 stages (80K parameters) fixed per-op overhead kept
+    ONNX int8 files above 0.3x their fp32 source, unlike real-sized networks.
+    """
     return ClassificationSpec(
-        model=ResNetSpec(depths=(1, 1, 1), widths=(16, 32, 64), stem="small", stem_width=16,
+        model=ResNetSpec(depths=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem="small", stem_width=16,
                          num_classes=len(SHAPE_CLASSES)),
         data=ClassificationDataSpec(dataset="shapes", image_size=32, n_train=4000, n_test=800),
         # About a minute of training per framework on 2 cores; 0.92 test accuracy measured (torch).

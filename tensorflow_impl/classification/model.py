@@ -14,6 +14,7 @@ import weakref
 
 import keras
 import numpy as np
+from keras import ops
 import tensorflow as tf
 
 from shared.specs.classification import ClassificationSpec, ResNetSpec
@@ -26,7 +27,10 @@ HE_FAN_OUT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_nor
 
 
 class BasicBlock(keras.layers.Layer):
-    """Two 3x3 convs with an identity (or 1x1 projection) shortcut."""
+    """Two 3x3 convs with an identity (or 1x1 projection) shortcut.
+
+    ReLU is applied functionally, as in the PyTorch twin (whose int8 quantizer needs it so).
+    """
 
     expansion = 1
 
@@ -35,16 +39,15 @@ class BasicBlock(keras.layers.Layer):
         eps, mom = spec.bn_eps, spec.bn_momentum
         self.conv1 = Conv2d(in_channels, width, 3, stride, 1, bias=False, kernel_initializer=HE_FAN_OUT, name="conv1")
         self.bn1 = BatchNorm2d(width, eps, mom, name="bn1")
-        self.relu = ReLU(name="relu")
         self.conv2 = Conv2d(width, width, 3, 1, 1, bias=False, kernel_initializer=HE_FAN_OUT, name="conv2")
         self.bn2 = BatchNorm2d(width, eps, mom, name="bn2")
         self.downsample = _shortcut(in_channels, width * self.expansion, stride, spec)
 
     def call(self, x, training=False):
         identity = x if self.downsample is None else self.downsample(x, training=training)
-        out = self.relu(self.bn1(self.conv1(x), training=training))
+        out = ops.relu(self.bn1(self.conv1(x), training=training))
         out = self.bn2(self.conv2(out), training=training)
-        return self.relu(out + identity)
+        return ops.relu(out + identity)
 
 
 class Bottleneck(keras.layers.Layer):
@@ -62,15 +65,14 @@ class Bottleneck(keras.layers.Layer):
         self.conv3 = Conv2d(width, width * self.expansion, 1, 1, 0, bias=False, kernel_initializer=HE_FAN_OUT,
                             name="conv3")
         self.bn3 = BatchNorm2d(width * self.expansion, eps, mom, name="bn3")
-        self.relu = ReLU(name="relu")
         self.downsample = _shortcut(in_channels, width * self.expansion, stride, spec)
 
     def call(self, x, training=False):
         identity = x if self.downsample is None else self.downsample(x, training=training)
-        out = self.relu(self.bn1(self.conv1(x), training=training))
-        out = self.relu(self.bn2(self.conv2(out), training=training))
+        out = ops.relu(self.bn1(self.conv1(x), training=training))
+        out = ops.relu(self.bn2(self.conv2(out), training=training))
         out = self.bn3(self.conv3(out), training=training)
-        return self.relu(out + identity)
+        return ops.relu(out + identity)
 
 
 def _shortcut(in_channels: int, out_channels: int, stride: int, spec: ResNetSpec) -> Sequential | None:

@@ -1,0 +1,145 @@
+"""Quantization and pruning of a PyTorch twin (seed answers 11 and 28).
+
+* static int8 (post-training) and quantization-aware training through the
+  pt2e flow of torchao with the x86 inductor quantizer: per-channel int8
+  weights, per-tensor int8 activations, run through ``torch.compile``;
+* dynamic int8 quantization of the dense layers (``torch.ao``; deprecated but working);
+* global magnitude pruning (``torch.nn.utils.prune``) with a short fine-tune.
+
+The TensorFlow twin, ``tensorflow_impl/quantize.py``, does the same with TFLite
+and tensorflow-model-optimization.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from shared.data import batch_plan
+from shared.data.validate import check_calibration
+from shared.weights import save_file
+
+from .tensors import to_native, targets_to_native
+from .training import Trainer
+
+CALIBRATION_BATCH = 32
+
+
+def _quantizer(is_qat: bool = False):
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+
+    quantizer = xiq.X86InductorQuantizer()
+    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config(is_qat=is_qat))
+    return quantizer
+
+
+def _export(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    return torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}}).module()
+
+
+def _strip_unused(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Drop what conversion left behind: float parameters (the graph reads the int8 copies) and,
+    after QAT, BatchNorm's in-place ``num_batches_tracked += 1`` (training bookkeeping that an
+    int8 inference graph must not mutate)."""
+    graph = graph_module.graph
+    for node in list(graph.nodes):
+        if (node.op == "call_function" and node.target is torch.ops.aten.add_.Tensor
+                and node.args[0].op == "get_attr" and str(node.args[0].target).endswith("num_batches_tracked")):
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    graph.eliminate_dead_code()
+    graph_module.recompile()
+    used = {node.target for node in graph_module.graph.nodes if node.op == "get_attr"}
+    names = [*dict(graph_module.named_parameters()), *dict(graph_module.named_buffers())]
+    for name in names:
+        if name not in used:
+            owner_name, _, leaf = name.rpartition(".")
+            delattr(graph_module.get_submodule(owner_name) if owner_name else graph_module, leaf)
+    return graph_module
+
+
+def quantize_static(model: nn.Module, spec, calibration: np.ndarray) -> torch.fx.GraphModule:
+    """Post-training static int8: calibrate activation ranges on ``calibration`` (NHWC images)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    images = check_calibration(calibration, spec)
+    model = copy.deepcopy(model).eval().cpu()
+    prepared = prepare_pt2e(_export(model, to_native(images[:2])), _quantizer())
+    with torch.no_grad():
+        for start in range(0, len(images), CALIBRATION_BATCH):
+            prepared(to_native(images[start:start + CALIBRATION_BATCH]))
+    return _strip_unused(convert_pt2e(prepared))
+
+
+def quantize_qat(model: nn.Module, spec, split, steps: int, lr: float) -> torch.fx.GraphModule:
+    """Quantization-aware fine-tuning (fake-quant in the forward pass) for ``steps`` batches, then int8."""
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+
+    images = check_calibration(split.images, spec)
+    model = copy.deepcopy(model).train().cpu()
+    prepared = prepare_qat_pt2e(_export(model, to_native(images[:2])), _quantizer(is_qat=True))
+    optimizer = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=0.9)
+    loss_fn = _loss_fn(spec)
+    batches = [idx for epoch in batch_plan(len(images), spec.train.batch_size, steps, spec.train.seed)
+               for idx in epoch][:steps]
+    for idx in batches:
+        losses = loss_fn(prepared(to_native(images[idx])), targets_to_native(split.targets[idx]), spec)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+    move_exported_model_to_eval(prepared)
+    return _strip_unused(convert_pt2e(prepared))
+
+
+def quantize_dynamic(model: nn.Module) -> nn.Module:
+    """Dynamic int8 of the dense layers only (the only layers the dynamic flow covers in a CNN)."""
+    return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).eval().cpu(), {nn.Linear}, dtype=torch.qint8)
+
+
+def prune(model: nn.Module, spec, split, sparsity: float, steps: int, lr: float) -> nn.Module:
+    """Global L1 magnitude pruning of every conv and dense kernel to ``sparsity``, fine-tuned ``steps`` batches."""
+    from torch.nn.utils import prune as torch_prune
+
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity: expected a fraction in [0, 1); received {sparsity!r}")
+    model = copy.deepcopy(model).cpu()
+    targets = [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured, amount=sparsity)
+    trainer = Trainer(model, spec, _loss_fn(spec), lr=lr, total_steps=steps)
+    batches = [idx for epoch in batch_plan(len(split), spec.train.batch_size, steps, spec.train.seed)
+               for idx in epoch][:steps]
+    x = to_native(split.images)
+    y = targets_to_native(split.targets)
+    for idx in batches:
+        trainer.step(x[torch.as_tensor(idx)], y[torch.as_tensor(idx)])
+    for module, name in targets:
+        torch_prune.remove(module, name)  # make the zeros permanent
+    return model.eval()
+
+
+def save_int8(model: torch.fx.GraphModule, spec, path: str | os.PathLike) -> Path:
+    """The quantized model's own tensors (int8 weights, scales, zero points) as safetensors."""
+    tensors = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    return save_file(tensors, path, {"format": "torch pt2e int8 state", "task": spec.task})
+
+
+# Quantizers one framework alone has, with the reason (the structure test reads this).
+FRAMEWORK_SPECIFIC = {
+    "quantize_static": "post-training static int8 through pt2e; the TF side gets it from TFLite (to_tflite 'int8')",
+    "quantize_dynamic": "torch.ao's dynamic int8 of dense layers; the TF side's is TFLite 'dynamic' (to_tflite)",
+    "save_int8": "writes the pt2e model's int8 tensors; on the TF side the TFLite file is the int8 artifact",
+    "CALIBRATION_BATCH": "pt2e calibrates in batches; TFLite's converter takes one image at a time",
+}
+
+
+def _loss_fn(spec):
+    import importlib
+
+    return importlib.import_module(f"{__package__}.{spec.task}").compute_loss
