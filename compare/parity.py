@@ -148,6 +148,58 @@ def onnx_parity(spec, twins: dict[str, Twin], images: np.ndarray, seed: int = 0,
     return entries
 
 
+def postprocess_parity(spec, twins: dict[str, Twin], images: np.ndarray, tensors: dict[str, np.ndarray]) -> list[dict]:
+    """L5 for detectors: both twins' post-processed detections from the same canonical weights ``tensors``.
+
+    Per image, each torch detection is paired with the not yet paired
+    TensorFlow detection of the same class that overlaps it most. Entries:
+    ``postprocess/detections`` (detections per image, exactly equal),
+    ``postprocess/box_iou`` (``max_abs`` is 1 - the worst pair's IoU, or 1 when
+    a detection has no partner; ``tol`` is 1 - ``spec.tolerances.postprocess_iou``)
+    and ``postprocess/scores`` (paired scores, within ``postprocess_score`` absolute).
+    """
+    from shared.anchors import box_iou
+
+    detections = {}
+    for fw, t in twins.items():
+        model = t.task.build_model(spec)
+        t.bridge.import_weights(model, tensors)
+        detections[fw] = t.task.postprocess(t.task.predict(model, images), spec)
+    a, b = detections["torch"], detections["tensorflow"]
+    counts = [np.array([len(d["scores"]) for d in side], np.float64) for side in (a, b)]
+    ious, scores_a, scores_b, unpaired = [], [], [], 0
+    for da, db in zip(a, b):
+        free = np.ones(len(db["scores"]), bool)
+        for i in range(len(da["scores"])):
+            candidates = np.flatnonzero(free & (db["labels"] == da["labels"][i]))
+            if not candidates.size:
+                unpaired += 1
+                continue
+            with np.errstate(divide="ignore", invalid="ignore"):
+                overlap = box_iou(da["boxes"][i:i + 1], db["boxes"][candidates])[0]
+            # Two identical empty boxes (clipped to an image edge) have IoU 0/0: count them as equal.
+            same = np.abs(db["boxes"][candidates] - da["boxes"][i]).max(axis=1) == 0
+            overlap = np.where(same, 1.0, np.nan_to_num(overlap))
+            j = candidates[int(np.argmax(overlap))]
+            free[j] = False
+            ious.append(float(overlap.max()))
+            scores_a.append(float(da["scores"][i]))
+            scores_b.append(float(db["scores"][j]))
+    entries = [entry("torch", "tensorflow", "postprocess/detections", counts[0], counts[1], 0.0)]
+    worst = 1.0 if unpaired or not ious else 1.0 - min(ious)
+    tol = 1.0 - spec.tolerances.postprocess_iou
+    iou_entry = {"a": "torch", "b": "tensorflow", "what": "postprocess/box_iou", "max_abs": worst, "tol": tol,
+                 "ok": bool(ious) and not unpaired and worst <= tol}
+    if unpaired or not ious:
+        iou_entry["error"] = f"{unpaired} of {int(counts[0].sum())} torch detections have no TensorFlow partner " \
+                             f"of the same class"
+    entries.append(iou_entry)
+    # Scores are probabilities: the tolerance is absolute (reference 1).
+    entries.append(entry("torch", "tensorflow", "postprocess/scores", np.array(scores_a), np.array(scores_b),
+                         spec.tolerances.postprocess_score, reference=np.ones(1)))
+    return entries
+
+
 def run_parity(task: str, preset: str = "tiny", levels: tuple[str, ...] = LEVELS, seed: int = 0,
                batch: int = 8, progress: Callable[[str], None] | None = None) -> list[dict]:
     """All requested levels for ``task`` at ``preset``; a list of result-schema parity entries."""

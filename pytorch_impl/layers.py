@@ -13,6 +13,7 @@ from torch import nn
 
 Conv2d = nn.Conv2d
 Linear = nn.Linear
+ModuleList = nn.ModuleList
 ReLU = nn.ReLU
 Sequential = nn.Sequential
 

@@ -140,6 +140,34 @@ class Sequential(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable("twinvision")
+class ModuleList(keras.layers.Layer):
+    """nn.ModuleList on Keras: an indexable holder of children named "0", "1", ..., never called itself.
+
+    Children must be built with ``name=str(index)`` so that their weights map to
+    torch's ``<parent>.<index>.<param>`` keys (a detector's per-level heads).
+    """
+
+    def __init__(self, layers=(), **kwargs):
+        super().__init__(**kwargs)
+        layers = list(layers)
+        for i, layer in enumerate(layers):
+            if layer.name != str(i):
+                raise ValueError(f"ModuleList child {i} must be named {str(i)!r} to match torch's key; "
+                                 f"received name {layer.name!r}")
+        self.children = layers
+        self.built = True   # a container has no variables of its own; its children build when called
+
+    def __len__(self) -> int:
+        return len(self.children)
+
+    def __getitem__(self, i):
+        return self.children[i]
+
+    def __iter__(self):
+        return iter(self.children)
+
+
+@keras.saving.register_keras_serializable("twinvision")
 class Pool2d(keras.layers.Layer):
     """Local pooling of one of three kinds with torch's semantics (see pytorch_impl.layers.Pool2d).
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..specs.classification import DATASET_CLASSES, SHAPE_CLASSES, ClassificationDataSpec
+from .detection import DetectionData, DetectionSplit, load_detection, pack_targets
 from .digits import digit_images
 from .shapes import render_shape_image, shape_mask
 from .validate import InputError, check_calibration, check_images, check_labels
@@ -65,7 +66,8 @@ def _shapes_split(spec: ClassificationDataSpec, split: str, n: int) -> Split:
 
 def load(spec):
     """The data of any task spec (dispatch on ``spec.task``): an object with ``train`` and ``test`` splits."""
-    loaders = {"classification": lambda: load_classification(spec.data)}
+    loaders = {"classification": lambda: load_classification(spec.data),
+               "detection": lambda: load_detection(spec.data)}
     if spec.task not in loaders:
         raise ValueError(f"no data loader for task {spec.task!r}; expected one of {sorted(loaders)}")
     return loaders[spec.task]()
@@ -84,5 +86,6 @@ def batch_plan(n: int, batch_size: int, epochs: int, seed: int) -> list[list[np.
     return plan
 
 
-__all__ = ["ClassificationData", "DATASET_CLASSES", "InputError", "Split", "batch_plan", "check_calibration", "check_images",
-           "check_labels", "load", "load_classification", "render_shape_image", "shape_mask"]
+__all__ = ["ClassificationData", "DATASET_CLASSES", "DetectionData", "DetectionSplit", "InputError", "Split", "batch_plan",
+           "check_calibration", "check_images", "check_labels", "load", "load_classification", "load_detection",
+           "pack_targets", "render_shape_image", "shape_mask"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .classification import classification_metrics
+from .detection import coco_metrics
 
 
 def evaluate_outputs(spec, outputs: dict, split) -> dict:
@@ -12,4 +13,4 @@ def evaluate_outputs(spec, outputs: dict, split) -> dict:
     raise ValueError(f"no metrics for task {spec.task!r}; expected one of ['classification']")
 
 
-__all__ = ["classification_metrics", "evaluate_outputs"]
+__all__ = ["classification_metrics", "coco_metrics", "evaluate_outputs"]

@@ -1,0 +1,55 @@
+"""From SSD head outputs to detections (PyTorch twin).
+
+Step for step torchvision's ``SSD.postprocess_detections`` (the reference in
+tests/test_detection_parity.py); the TensorFlow twin runs the same steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from shared.anchors import task_anchors
+from shared.specs.detection import DetectionSpec
+
+from ..ops import batched_nms, decode_boxes
+from .loss import _check_outputs
+
+
+@torch.no_grad()
+def postprocess(outputs, spec: DetectionSpec) -> list[dict[str, np.ndarray]]:
+    """outputs: ``cls_logits`` [B, A, K + 1] and ``box_regression`` [B, A, 4], tensors or numpy (``predict``'s).
+
+    Per image: softmax; decode the deltas against the anchors and clip the
+    boxes to the image; per class the candidates with score above
+    ``spec.postprocess.score_threshold``, at most ``topk_candidates`` of them;
+    NMS within each class; the ``max_detections`` best. Returns one dict per
+    image: ``boxes`` float32 [D, 4] (x1, y1, x2, y2 pixels), ``scores``
+    float32 [D] descending, ``labels`` int64 [D] (0-based class ids).
+    """
+    cls_logits, box_regression = _check_outputs(outputs, spec)
+    p = spec.postprocess
+    h, w, _ = spec.input_shape
+    anchors = torch.tensor(task_anchors(spec), dtype=box_regression.dtype, device=box_regression.device)
+    scores_all = F.softmax(cls_logits, dim=-1)
+    detections = []
+    for deltas, scores in zip(box_regression, scores_all):
+        boxes = decode_boxes(deltas, anchors)
+        boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w),
+                             boxes[:, 3].clamp(0, h)], dim=1)
+        image_boxes, image_scores, image_labels = [], [], []
+        for label in range(spec.model.num_classes):
+            score = scores[:, label + 1]                      # logit 0 is the background
+            keep = score > p.score_threshold
+            score, box = score[keep], boxes[keep]
+            score, idx = score.topk(min(p.topk_candidates, score.shape[0]))
+            image_boxes.append(box[idx])
+            image_scores.append(score)
+            image_labels.append(torch.full_like(idx, label))
+        image_boxes, image_scores, image_labels = torch.cat(image_boxes), torch.cat(image_scores), \
+            torch.cat(image_labels)
+        keep = batched_nms(image_boxes, image_scores, image_labels, p.nms_iou, p.max_detections)
+        detections.append({"boxes": image_boxes[keep].cpu().numpy(), "scores": image_scores[keep].cpu().numpy(),
+                           "labels": image_labels[keep].cpu().numpy().astype(np.int64)})
+    return detections

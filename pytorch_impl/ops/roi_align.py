@@ -1,0 +1,73 @@
+"""RoIAlign (Mask R-CNN): torchvision.ops.roi_align behind the twins' common signature.
+
+Layout: ``features`` come in the framework's native layout, NCHW here and NHWC
+in the TensorFlow twin, because the op runs inside a model, where each twin
+keeps its own layout (ARCHITECTURE.md); the output is ``[K, C, out_h, out_w]``
+here, ``[K, out_h, out_w, C]`` there, and ``pytorch_impl.tensors.to_numpy``
+turns this one into the other at the usual boundary. Boxes and their batch
+index are the same in both twins.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision import ops as tv_ops
+
+
+def roi_align(features, boxes, batch_index, output_size, spatial_scale: float = 1.0, sampling_ratio: int = 2,
+              aligned: bool = True) -> torch.Tensor:
+    """Pool each box's region of ``features`` into ``output_size`` bins by bilinear sampling.
+
+    features: [N, C, H, W] float (NCHW, native).
+    boxes: [K, 4] float, x1, y1, x2, y2 in input-image pixels; ``spatial_scale``
+        (e.g. 1 / stride) maps them onto the feature map.
+    batch_index: [K] integer, the image of ``features`` each box belongs to.
+    output_size: int or (out_h, out_w).
+    sampling_ratio: sampling points per bin along each axis (a positive int);
+        a bin's value is the mean of its ``sampling_ratio ** 2`` bilinear samples.
+    aligned: shift the box by -0.5 px so that sample points sit on pixel
+        centres (Detectron2's and torchvision's ``aligned=True``).
+    Returns [K, C, out_h, out_w].
+    """
+    features = torch.as_tensor(features)
+    if features.ndim != 4:
+        raise ValueError(f"features: expected rank 4 [N, C, H, W] (NCHW, torch's native layout); received shape "
+                         f"{list(features.shape)}")
+    boxes = torch.as_tensor(boxes, dtype=features.dtype)
+    batch_index = torch.as_tensor(batch_index)
+    out_hw = _check_roi_args(tuple(boxes.shape), tuple(batch_index.shape), output_size, spatial_scale,
+                             sampling_ratio)
+    if batch_index.is_floating_point():
+        raise ValueError(f"batch_index: expected an integer tensor; received dtype {batch_index.dtype}")
+    # A value check needs the data; skipped while torch.export / torch.compile trace the op.
+    if not torch.compiler.is_compiling() and batch_index.numel() and (
+            batch_index.min() < 0 or batch_index.max() >= features.shape[0]):
+        raise ValueError(f"batch_index: expected values in [0, {features.shape[0]}) (the batch size); received "
+                         f"range [{int(batch_index.min())}, {int(batch_index.max())}]")
+    rois = torch.cat([batch_index.to(features.dtype)[:, None], boxes], dim=1)          # [K, 5]
+    return tv_ops.roi_align(features, rois, out_hw, float(spatial_scale), int(sampling_ratio), bool(aligned))
+
+
+def _check_roi_args(boxes_shape, index_shape, output_size, spatial_scale, sampling_ratio) -> tuple[int, int]:
+    """Validate the arguments both twins share; returns (out_h, out_w)."""
+    if len(boxes_shape) != 2 or boxes_shape[-1] != 4:
+        raise ValueError(f"boxes: expected shape [K, 4] (x1, y1, x2, y2); received shape {list(boxes_shape)}")
+    if len(index_shape) != 1 or index_shape[0] != boxes_shape[0]:
+        raise ValueError(f"batch_index: expected shape [{boxes_shape[0]}] (one image index per box); received "
+                         f"shape {list(index_shape)}")
+    out_hw = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    if len(out_hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in out_hw):
+        raise ValueError(f"output_size: expected a positive int or (out_h, out_w); received {output_size!r}")
+    if not spatial_scale > 0:
+        raise ValueError(f"spatial_scale: expected a positive number (feature pixels per image pixel); received "
+                         f"{spatial_scale!r}")
+    if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int) or sampling_ratio < 1:
+        # torchvision reads sampling_ratio <= 0 as "ceil(box size / bins) points per box", a count that depends
+        # on each box's size; the TensorFlow twin cannot vectorise a data-dependent grid, so neither twin takes it.
+        raise ValueError(f"sampling_ratio: expected a positive integer (sampling points per bin and axis); "
+                         f"received {sampling_ratio!r}. The adaptive mode (<= 0) samples a box-size-dependent "
+                         f"number of points, which has no fixed-shape (graph, XLA, ONNX) form")
+    return out_hw
+
+
+__all__ = ["roi_align"]

@@ -1,0 +1,67 @@
+"""Training and evaluation of the detection twin (TensorFlow / Keras ``fit``)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from shared.data import batch_plan, check_images
+from shared.data.detection import DetectionData, DetectionSplit, load_detection, pack_targets
+from shared.metrics.detection import coco_metrics
+from shared.specs.base import TrainSpec
+from shared.specs.detection import DetectionSpec
+
+from ..tensors import resolve_device
+from ..training import Trainer
+from .loss import compute_loss
+from .model import SSD, build_model, predict
+from .postprocess import postprocess
+
+
+def detect(model: SSD, images: np.ndarray, spec: DetectionSpec, device: str = "cpu") -> list[dict[str, np.ndarray]]:
+    """Detections for NHWC numpy images: per image ``boxes`` [D, 4], ``scores`` [D], ``labels`` [D]."""
+    return postprocess(predict(model, images, device=device), spec)
+
+
+def evaluate(model: SSD, split: DetectionSplit, spec: DetectionSpec, device: str = "cpu") -> dict:
+    """COCO bbox metrics on ``split`` (shared.metrics.detection.coco_metrics): map, map50, map75, ar100, ..."""
+    return coco_metrics(detect(model, split.images, spec, device), split)
+
+
+def train(spec: DetectionSpec, data: DetectionData | None = None, *, model: SSD | None = None,
+          device: str = "cpu", progress: bool = True) -> tuple[SSD, list[dict]]:
+    """Train on ``data`` (loaded from the spec if None); returns the model and per-epoch history (with COCO metrics)."""
+    spec.check_data_matches()
+    data = data or load_detection(spec.data)
+    resolve_device(device)
+    if model is None:
+        keras.utils.set_random_seed(spec.train.seed)
+        model = build_model(spec)
+    images, targets = _training_arrays(spec, data.train.images, data.train.targets)
+    plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
+    trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=device)
+    history = trainer.fit(images, targets, plan, evaluate=lambda: evaluate(model, data.test, spec, device),
+                          progress=progress)
+    return model, history
+
+
+def train_steps(model: SSD, spec: DetectionSpec, images: np.ndarray, targets, batches: list[np.ndarray],
+                train: TrainSpec) -> list[float]:
+    """One optimiser step per batch of ``batches`` (index arrays); the per-step losses. The L3 parity probe.
+
+    targets: per image ``{"boxes", "labels"}`` (``DetectionSplit.targets``) or their packed [N, M, 5] array.
+    """
+    trainer = Trainer(model, spec, compute_loss, train=train, total_steps=len(batches))
+    x, y = _training_arrays(spec, images, targets)
+    return [trainer.step(x[idx], y[idx]) for idx in batches]
+
+
+def _training_arrays(spec: DetectionSpec, images: np.ndarray, targets) -> tuple[np.ndarray, np.ndarray]:
+    """Validated NHWC images and targets packed to [N, M, 5] (one array both trainers can index by batch)."""
+    h, w, c = spec.input_shape
+    images = check_images(images, channels=c, size=(h, w))
+    packed = targets if isinstance(targets, np.ndarray) else pack_targets(targets, spec.model.num_classes)
+    if packed.ndim != 3 or packed.shape[0] != len(images) or packed.shape[-1] != 5:
+        raise ValueError(f"targets: expected one per image ({len(images)}), packed as [N, M, 5]; received shape "
+                         f"{packed.shape}")
+    return images, packed.astype(np.float32)
