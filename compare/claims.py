@@ -220,11 +220,11 @@ def quant_energy(results: dict, code: dict, env: dict) -> tuple[str, str]:
 def quant_accuracy(results: dict, code: dict, env: dict) -> tuple[str, str]:
     """Post-training int8 keeps the float model's accuracy."""
     rows = [(n, r) for n, r in _quant_rows(results) if "int8" in r["variant"] and "qat" not in r["variant"]
-            and r.get("accuracy") is not None and r.get("fp32_accuracy") is not None]
+            and r.get("quality") is not None and r.get("fp32_quality") is not None]
     if not rows:
         return NOT_MEASURABLE, "no post-training int8 variant was evaluated in this run"
-    drops = [(n, r, r["fp32_accuracy"] - r["accuracy"]) for n, r in rows]
-    evidence = "; ".join(f"{n} {r['variant']}: {r['accuracy']:.4f} vs fp32 {r['fp32_accuracy']:.4f} "
+    drops = [(n, r, r["fp32_quality"] - r["quality"]) for n, r in rows]
+    evidence = "; ".join(f"{n} {r['variant']}: {r['metric']} {r['quality']:.4f} vs fp32 {r['fp32_quality']:.4f} "
                          f"(drop {d:+.4f}, top-1 agreement {r.get('top1_agreement') or 0:.4f})" for n, r, d in drops)
     return _verdict([d <= ACCURACY_KEPT for _, _, d in drops]), evidence + f" (kept: drop <= {ACCURACY_KEPT})"
 
@@ -234,7 +234,7 @@ def qat_vs_ptq(results: dict, code: dict, env: dict) -> tuple[str, str]:
     pairs = {"tensorflow": ("tflite-int8", "tflite-int8-qat"), "torch": ("torch-int8", "torch-int8-qat")}
     lines, points = [], []
     for name, task in results["tasks"].items():
-        acc = {r["variant"]: r.get("accuracy") for r in task.get("quantization", [])}
+        acc = {r["variant"]: r.get("quality") for r in task.get("quantization", [])}
         for framework, (ptq, qat) in pairs.items():
             if acc.get(ptq) is None or acc.get(qat) is None:
                 continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.specs import TASKS
+from shared.specs import RUNNABLE, TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,14 +73,15 @@ def entries() -> list[dict]:
     rows = []
     for number, question in QUESTIONS.items():
         tasks = [name for name, e in TASKS.items() if number in e.seed_answers]
-        files = [f for t in tasks if TASKS[t].status == "ready" for f in _task_files(t)]
+        files = [f for t in tasks if TASKS[t].status in RUNNABLE for f in _task_files(t)]
         sections = [f"task-{t}" for t in tasks]
         notes = []
         if number in HARNESS:
             section, what = HARNESS[number]
             sections.append(section)
             notes.append(what)
-        status = "ready" if any(TASKS[t].status == "ready" for t in tasks) or number in (11, 13, 28, 30) else "planned"
+        status = ("ready" if any(TASKS[t].status == "ready" for t in tasks) or number in (11, 13, 28, 30)
+                  else "preview" if any(TASKS[t].status == "preview" for t in tasks) else "planned")
         rows.append({"number": number, "question": question, "tasks": tasks, "files": files,
                      "sections": sections, "notes": notes, "status": status})
     return rows

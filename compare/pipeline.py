@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from shared import data as D
-from shared.metrics import evaluate_outputs
+from shared.metrics import PRIMARY_METRIC, evaluate_outputs
 from shared.specs import FRAMEWORKS, get_spec
 from shared.weights import write_atomic
 
@@ -103,6 +103,12 @@ class TaskRun:
                        "backends": [], "training": {}, "exports": [], "preset": self.preset}
 
     # -- bookkeeping -------------------------------------------------------------------------------
+    def _evaluate(self, outputs: dict, split, framework: str) -> dict:
+        """Task metrics of a backend's raw outputs, post-processed (where the task has that step) by the twin
+        of the framework the backend came from: a TF export is scored the way TF would serve it."""
+        postprocess = getattr(self._twins[framework].task, "postprocess", None)
+        return evaluate_outputs(self.spec, outputs, split, postprocess)
+
     def _fail(self, what: str, err: BaseException) -> str:
         message = f"{what}: {type(err).__name__}: {err}"
         self.result["errors"].append(message)
@@ -111,7 +117,7 @@ class TaskRun:
 
     # -- the steps ---------------------------------------------------------------------------------
     def run(self) -> dict:
-        twins = load_twins(self.task)
+        twins = self._twins = load_twins(self.task)
         self.progress.step(self.task, "data")
         data = D.load(self.spec)
         models = self._train(twins, data)
@@ -155,7 +161,8 @@ class TaskRun:
                                                "images_per_s": images / seconds, "history": history,
                                                "per_class_recall": metrics.get("per_class_recall")}
                 self.progress.printer(f"    {fw}: {'cached' if cached else 'trained'}; test metrics "
-                                      + ", ".join(f"{k} {v:.4f}" for k, v in self.result["quality"][fw].items()))
+                                      + ", ".join(f"{k} {v:.4f}" for k, v in self.result["quality"][fw].items()
+                                                  if v is not None))
                 models[fw] = model
             except Exception as err:  # noqa: BLE001 - a failing framework is recorded, the report goes on
                 self._fail(f"train {fw}", err)
@@ -298,14 +305,14 @@ class TaskRun:
         return B.module_runner(name, module, tuple(self.spec.output_keys), compile=True)
 
     def _quantized_quality(self, quantized, runners, data) -> None:
-        """Accuracy of each variant, and its top-1 agreement with the fp32 reference (L6)."""
-        reference = runners.get("torch")
+        """Task metrics of each variant and, for classifiers, its top-1 agreement with the fp32 reference (L6)."""
+        reference = runners.get("torch") if self.spec.task == "classification" else None
         ref_pred = reference.predict(data.test.images)[self.spec.output_keys[0]].argmax(-1) if reference else None
         for name, runner in list(quantized.items()):
             self.progress.step(self.task, f"{name}: quality")
             try:
                 full = runner.predict(data.test.images, batch=32)
-                metrics = evaluate_outputs(self.spec, full, data.test)
+                metrics = self._evaluate(full, data.test, B.QUANTIZED[name][0])
                 scalars = {k: v for k, v in metrics.items() if not isinstance(v, list)}
                 if ref_pred is not None:
                     scalars["top1_agreement"] = float((full[self.spec.output_keys[0]].argmax(-1) == ref_pred).mean())
@@ -333,11 +340,12 @@ class TaskRun:
         rows = self.result.setdefault("compression", [])
 
         def record(variant, framework, setting, path, outputs):
-            metrics = evaluate_outputs(spec, outputs, data.test)
+            metrics = self._evaluate(outputs, data.test, framework)
             measured = (tflite_kernel_sparsity(path) if str(path).endswith(".tflite")
                         else kernel_sparsity(load_file(path)))
             rows.append({"variant": variant, "framework": framework, **setting, "measured_sparsity": measured,
-                         "accuracy": metrics["accuracy"], "bytes": artifact_bytes(path),
+                         "metric": PRIMARY_METRIC[spec.task], "quality": metrics[PRIMARY_METRIC[spec.task]],
+                         "bytes": artifact_bytes(path),
                          "gzip_bytes": len(gzip.compress(Path(path).read_bytes()))})
 
         jobs = []
@@ -374,7 +382,8 @@ class TaskRun:
         return path, runner.predict(data.test.images, batch=32)
 
     def _quantization_summary(self) -> None:
-        """Per quantized variant: accuracy drop, agreement, size and speed against its fp32 source (L6)."""
+        """Per quantized variant: quality drop, agreement, size and speed against its fp32 source (L6)."""
+        metric = PRIMARY_METRIC[self.spec.task]
         sizes = {r["artifact"]: r["bytes"] for r in self.result["size"]}
         fp32_bytes = {"tflite-fp32": sizes.get("tflite-fp32"), "onnxruntime-from-torch": sizes.get("onnx-from-torch"),
                       "onnxruntime-from-tensorflow": sizes.get("onnx-from-tensorflow"),
@@ -387,7 +396,7 @@ class TaskRun:
             source = b["fp32_backend"]
             fp32_quality = next((r.get("quality", {}) for r in self.result["backends"] if r["name"] == source), {})
             row = {"variant": b["name"], "framework": b["source"], "fp32_backend": source,
-                   "accuracy": b["quality"].get("accuracy"), "fp32_accuracy": fp32_quality.get("accuracy"),
+                   "metric": metric, "quality": b["quality"].get(metric), "fp32_quality": fp32_quality.get(metric),
                    "top1_agreement": b["quality"].get("top1_agreement"), "bytes": sizes.get(b["name"]),
                    "fp32_bytes": fp32_bytes.get(source)}
             row["size_ratio"] = row["bytes"] / row["fp32_bytes"] if row["bytes"] and row["fp32_bytes"] else None
@@ -405,7 +414,7 @@ class TaskRun:
             self.progress.step(self.task, f"{name}: quality and parity batch")
             try:
                 full = runner.predict(data.test.images, batch=32)
-                metrics = evaluate_outputs(self.spec, full, data.test)
+                metrics = self._evaluate(full, data.test, B.SOURCE[name])
                 scalars = {k: v for k, v in metrics.items() if not isinstance(v, list)}
                 self._backend_row(name)["quality"] = scalars
                 # quality["torch"] / ["tensorflow"] hold each framework's *own* trained model; the backends

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.data import batch_plan
+from shared.data import batch_plan, training_targets
 from shared.data.validate import check_calibration
 from shared.weights import save_file
 
@@ -87,10 +87,11 @@ def quantize_qat(model: nn.Module, spec, split, steps: int, lr: float) -> torch.
     prepared = prepare_qat_pt2e(_export(model, to_native(images[:2])), _quantizer(is_qat=True))
     optimizer = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=0.9)
     loss_fn = _loss_fn(spec)
+    targets = training_targets(split, spec)
     batches = [idx for epoch in batch_plan(len(images), spec.train.batch_size, steps, spec.train.seed)
                for idx in epoch][:steps]
     for idx in batches:
-        losses = loss_fn(prepared(to_native(images[idx])), targets_to_native(split.targets[idx]), spec)
+        losses = loss_fn(prepared(to_native(images[idx])), targets_to_native(targets[idx]), spec)
         optimizer.zero_grad()
         losses["loss"].backward()
         optimizer.step()
@@ -116,7 +117,7 @@ def prune(model: nn.Module, spec, split, sparsity: float, steps: int, lr: float)
     batches = [idx for epoch in batch_plan(len(split), spec.train.batch_size, steps, spec.train.seed)
                for idx in epoch][:steps]
     x = to_native(split.images)
-    y = targets_to_native(split.targets)
+    y = targets_to_native(training_targets(split, spec))
     for idx in batches:
         trainer.step(x[torch.as_tensor(idx)], y[torch.as_tensor(idx)])
     for module, name in targets:

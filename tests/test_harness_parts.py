@@ -53,3 +53,32 @@ def test_store_round_trip(tmp_path):
     assert rows[0]["id"] == "r1" and rows[0]["parity_ok"] == 1
     assert rows[0]["summary"]["classification"]["fastest_b1"] == "torch 2 ms"
     assert store.results_of(tmp_path / "h.sqlite", "r1")["run"]["id"] == "r1"
+
+
+# -- a second task through the same harness: detection (preview) ------------------------------------
+
+def test_detection_metrics_go_through_the_twins_postprocess():
+    import numpy as np
+    import pytest
+
+    from shared.data import load, training_targets
+    from shared.metrics import PRIMARY_METRIC, evaluate_outputs
+    from shared.specs import get_spec
+
+    spec = get_spec("detection", "tiny")
+    split = load(spec).test
+    with pytest.raises(ValueError, match="needs the twin's postprocess"):
+        evaluate_outputs(spec, {}, split)
+    truth = [{"boxes": b, "scores": np.ones(len(b), np.float32), "labels": y} for b, y in zip(split.boxes, split.labels)]
+    metrics = evaluate_outputs(spec, {}, split, postprocess=lambda outputs, s: truth)
+    assert metrics[PRIMARY_METRIC["detection"]] == 1.0 and metrics["map"] == 1.0
+    packed = training_targets(split, spec)
+    assert packed.shape == (len(split), max(len(y) for y in split.labels), 5)
+    assert (packed[0, :len(split.labels[0]), 4] == split.labels[0]).all()
+
+
+def test_detection_is_runnable_by_name_but_not_in_the_default_report():
+    from shared.specs import check_task, ready_tasks
+
+    assert check_task("detection").status == "preview"
+    assert "detection" not in ready_tasks() and "classification" in ready_tasks()

@@ -102,19 +102,19 @@ def parity_heatmap(parity: list[dict]) -> str:
     return _svg(fig)
 
 
-def training_curves(training: dict) -> str:
+def training_curves(training: dict, metric: str = "accuracy") -> str:
     fig, ax = _figure()
     ax2 = ax.twinx()
     for fw, info in training.items():
         hist = info.get("history", [])
         epochs = [r["epoch"] for r in hist]
         ax.plot(epochs, [r["loss"] for r in hist], "-o", ms=3, color=COLORS.get(fw), label=f"{fw} train loss")
-        acc = [r.get("test_accuracy") for r in hist]
-        if all(a is not None for a in acc):
-            ax2.plot(epochs, acc, "--s", ms=3, color=COLORS.get(fw), alpha=0.6, label=f"{fw} test accuracy")
+        acc = [r.get(f"test_{metric}") for r in hist]
+        if acc and all(a is not None for a in acc):
+            ax2.plot(epochs, acc, "--s", ms=3, color=COLORS.get(fw), alpha=0.6, label=f"{fw} test {metric}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("train loss")
-    ax2.set_ylabel("test accuracy")
+    ax2.set_ylabel(f"test {metric}")
     ax2.set_ylim(0, 1)
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
@@ -124,7 +124,8 @@ def training_curves(training: dict) -> str:
 
 
 def quantization_tradeoff(rows: list[dict]) -> str:
-    """Accuracy against bytes on disk and against batch-32 latency, fp32 sources and their quantized variants."""
+    """The task metric against bytes on disk and against batch-32 latency, fp32 sources and quantized variants."""
+    metric = rows[0].get("metric", "accuracy") if rows else "accuracy"
     _figure()  # style settings
     import matplotlib.pyplot as plt
 
@@ -134,19 +135,19 @@ def quantization_tradeoff(rows: list[dict]) -> str:
                                        (ax2, "p50_ms_b32", None, "p50 ms at batch 32")):
         for r in rows:
             x = r.get(x_key)
-            if x is None or r.get("accuracy") is None:
+            if x is None or r.get("quality") is None:
                 continue
             x = x / 1024 if x_key == "bytes" else x
             color = COLORS.get(r["framework"], "#888")
-            ax.scatter([x], [r["accuracy"]], color=color, edgecolor="black", linewidth=0.4, zorder=3)
-            ax.annotate(r["variant"], (x, r["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-            if fp32_key and r.get(fp32_key) and r.get("fp32_accuracy") is not None:
-                ax.scatter([r[fp32_key] / 1024], [r["fp32_accuracy"]], marker="s", color="white", edgecolor=color,
+            ax.scatter([x], [r["quality"]], color=color, edgecolor="black", linewidth=0.4, zorder=3)
+            ax.annotate(r["variant"], (x, r["quality"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            if fp32_key and r.get(fp32_key) and r.get("fp32_quality") is not None:
+                ax.scatter([r[fp32_key] / 1024], [r["fp32_quality"]], marker="s", color="white", edgecolor=color,
                            zorder=2)
         ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel(f"test {metric}")
         ax.grid(alpha=0.3)
-    ax1.set_title("Accuracy vs size (squares: fp32 source)")
-    ax2.set_title("Accuracy vs latency")
+    ax1.set_title(f"{metric} vs size (squares: fp32 source)")
+    ax2.set_title(f"{metric} vs latency")
     fig.tight_layout()
     return _svg(fig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from shared.metrics import PRIMARY_METRIC
 from shared.weights import write_atomic
 
 from .. import guide
@@ -21,7 +22,7 @@ def _data_uri(svg: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 
 
-def task_plots(task: dict, peak: float) -> dict[str, str]:
+def task_plots(task: dict, peak: float, metric: str = "accuracy") -> dict[str, str]:
     """SVG text of every plot a task section shows (missing inputs: no plot)."""
     out = {}
     draw = {
@@ -30,7 +31,8 @@ def task_plots(task: dict, peak: float) -> dict[str, str]:
         "size": lambda: plots.sizes(task["size"]) if task.get("size") else None,
         "parity": lambda: plots.parity_heatmap(task["parity"])
         if any(e["what"].startswith("backends/") for e in task.get("parity", [])) else None,
-        "training": lambda: plots.training_curves(task["training"]) if task.get("training") else None,
+        "training": lambda: plots.training_curves(task["training"], metric) if task.get("training")
+        else None,
         "quantization": lambda: plots.quantization_tradeoff(task["quantization"]) if task.get("quantization")
         else None,
     }
@@ -70,7 +72,7 @@ def render(results: dict, out: str | Path) -> None:
     peak = results["run"].get("matmul_peak", {}).get("gflops", 0.0)
     sections = []
     for name, task in results["tasks"].items():
-        svgs = task_plots(task, peak)
+        svgs = task_plots(task, peak, PRIMARY_METRIC.get(name, "accuracy"))
         for plot, svg in svgs.items():
             write_atomic(out / "plots" / f"{name}-{plot}.svg", svg)
         sections.append({"name": name, "task": task, "plots": {k: _data_uri(v) for k, v in svgs.items()},
@@ -80,6 +82,7 @@ def render(results: dict, out: str | Path) -> None:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["human"] = human
     env.filters["g"] = lambda v, digits=3: "-" if v is None else f"{v:.{digits}g}"
+    env.filters["f4"] = lambda v: "-" if v is None else f"{v:.4f}"  # None: a metric with nothing to measure
     context = {"results": results, "sections": sections, "claims": results.get("claims", []),
                "verdict_class": VERDICT_CLASS, "guide": guide.entries(), "peak": peak,
                "pygments_css": HtmlFormatter().get_style_defs(".code"),

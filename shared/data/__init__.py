@@ -73,6 +73,13 @@ def load(spec):
     return loaders[spec.task]()
 
 
+def training_targets(split, spec) -> np.ndarray:
+    """A split's targets as one array that batch index arrays can slice: labels, or packed boxes (detection)."""
+    if spec.task == "detection":
+        return pack_targets(split.targets, spec.data.num_classes)
+    return np.asarray(split.targets)
+
+
 def batch_plan(n: int, batch_size: int, epochs: int, seed: int) -> list[list[np.ndarray]]:
     """Per epoch, the index arrays of its batches: a seeded shuffle, the last batch partial.
 
@@ -88,4 +95,4 @@ def batch_plan(n: int, batch_size: int, epochs: int, seed: int) -> list[list[np.
 
 __all__ = ["ClassificationData", "DATASET_CLASSES", "DetectionData", "DetectionSplit", "InputError", "Split", "batch_plan",
            "check_calibration", "check_images", "check_labels", "load", "load_classification", "load_detection",
-           "pack_targets", "render_shape_image", "shape_mask"]
+           "pack_targets", "render_shape_image", "shape_mask", "training_targets"]
