@@ -28,6 +28,12 @@ def compute_loss(outputs: dict[str, torch.Tensor], targets, spec: DetectionSpec)
     positives and hard negatives, smooth L1 over positives, their sum; each
     summed over the batch and divided by its number of positive anchors (at least 1).
     """
+    if spec.model.detector == "faster_rcnn":    # its own losses (faster_rcnn.py)
+        from .faster_rcnn import compute_loss as faster_rcnn_loss
+        return faster_rcnn_loss(outputs, targets, spec)
+    if spec.model.detector == "yolo":
+        from .yolo import yolo_loss  # its own module (yolo.py), which reuses this module's target checks
+        return yolo_loss(outputs, targets, spec)
     cls_logits, box_regression = _check_outputs(outputs, spec)
     batch, num_anchors, num_outputs = cls_logits.shape
     anchors = torch.tensor(task_anchors(spec), dtype=box_regression.dtype, device=box_regression.device)  # [A, 4]

@@ -108,7 +108,13 @@ def _check_input(x: torch.Tensor, spec: DetectionSpec) -> None:
 
 def build_model(spec: DetectionSpec) -> SSD:
     """The detector ``spec.model.detector`` names (only ``ssd`` so far)."""
+    if spec.model.detector == "faster_rcnn":
+        from .faster_rcnn import FasterRCNN
+        return FasterRCNN(spec)
     builders = {"ssd": SSD}
+    if spec.model.detector == "yolo":
+        from .yolo import YOLO  # the grid detector lives in its own module (yolo.py)
+        builders["yolo"] = YOLO
     return builders[spec.model.detector](spec)
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from .base import ParityTolerances, SpecError, TrainSpec, check_choice, check_range
 from .classification import SHAPE_CLASSES, ResNetSpec
+from .faster_rcnn import FASTER_RCNN_OUTPUT_KEYS, FasterRCNNSpec
 
 # The detector's classes: the generated shapes (shared.data.shapes draws them).
 DETECTION_CLASSES = SHAPE_CLASSES
@@ -170,9 +171,15 @@ def standard_anchors() -> AnchorSpec:
 
 # ---------------------------------------------------------------- the detector
 
-# The detector families of this task. "faster_rcnn" and "yolo" join this tuple when their twins
-# exist; the field already selects between builders (pytorch_impl.detection.build_model dispatches on it).
-DETECTORS = ("ssd",)
+# The detector families of this task; the field selects between builders, losses and post-processing
+# (pytorch_impl.detection.build_model, compute_loss and postprocess dispatch on it, as their TF twins).
+DETECTORS = ("ssd", "yolo", "faster_rcnn")
+# Raw output keys per detector where they differ from SSD's ("cls_logits", "box_regression").
+# yolo: "objectness" [N, A], "cls_logits" [N, A, K] (no background slot), "box_regression" [N, A, 4].
+OUTPUT_KEYS = {"yolo": ("objectness", "cls_logits", "box_regression")}
+# faster_rcnn: RPN "objectness" [N, A], "rpn_box_regression" [N, A, 4], "proposals" [N, P, 4], RoI head
+# "cls_logits" [N, P, K + 1] and "box_regression" [N, P, (K + 1) * 4] (shared/specs/faster_rcnn.py).
+OUTPUT_KEYS["faster_rcnn"] = FASTER_RCNN_OUTPUT_KEYS
 # Output stride of the ResNet stems (shared.specs.classification.ResNetSpec.stem): the imagenet
 # stem is a 7x7/2 conv then a 3x3/2 pool, the small stem a 3x3/1 conv.
 STEM_STRIDES = {"imagenet": 4, "small": 1}
@@ -192,6 +199,15 @@ class DetectorSpec:
         heads are one 3x3 conv per anchor level for the class logits and one
         for the box deltas (torchvision's SSDHead), on feature maps of the
         backbone and of the extra layers.
+        ``yolo``: a YOLO-style grid detector on the same feature maps: per
+        anchor level one 3x3 conv each for objectness, class logits and box
+        offsets; each anchor of ``spec.anchors`` is a prior shape of its cell
+        (see ``YoloLossSpec`` and pytorch_impl/detection/yolo.py).
+        ``faster_rcnn``: a two-stage detector on the same feature maps: an RPN
+        (per anchor level a 3x3 conv, then 1x1 objectness and box-delta convs),
+        NMS'd proposals, and an RoIAlign + two-FC head on one level that
+        predicts class logits and class-specific box deltas (``rcnn``:
+        shared/specs/faster_rcnn.py; pytorch_impl/detection/faster_rcnn.py).
     backbone: the classification twin's ResNet; the detector runs its
         ``forward_features`` (every stage's map) and drops its classifier
         (``num_classes`` of the backbone is therefore unused).
@@ -263,6 +279,33 @@ class MultiboxLossSpec:
                             f"received: {self.iou_negative}")
         check_range("loss", "neg_to_pos_ratio", self.neg_to_pos_ratio, 0, 1000, integer=True)
         check_range("loss", "smooth_l1_beta", self.smooth_l1_beta, 1e-6, 100.0)
+
+
+@dataclass(frozen=True)
+class YoloLossSpec:
+    """The YOLO-style grid detector's loss (``detector="yolo"``; pytorch_impl/detection/yolo.py).
+
+    Assignment (YOLOv3's): a ground-truth box is the responsibility of one
+    slot, the prior (anchor shape, any level) of best shape IoU (boxes aligned
+    at a corner) among those of the cells that contain the box's centre.
+    Objectness: binary cross-entropy, responsible slots 1, the others 0, except
+    that a non-responsible slot whose predicted box overlaps some ground-truth
+    box at IoU > ``ignore_iou`` is left out (1.0 leaves none out); the negatives'
+    terms are weighted by ``noobj_weight``. Classes: softmax cross-entropy over
+    the K classes (no background: objectness plays its part) at responsible
+    slots. Box: ``box_weight`` x (1 - GIoU) between the decoded prediction and
+    the ground-truth box, at responsible slots. Each term is summed over the
+    batch and divided by its number of responsible slots (at least 1).
+    """
+
+    ignore_iou: float = 0.5
+    noobj_weight: float = 1.0
+    box_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_range("yolo_loss", "ignore_iou", self.ignore_iou, 0.0, 1.0)
+        check_range("yolo_loss", "noobj_weight", self.noobj_weight, 0.0, 100.0)
+        check_range("yolo_loss", "box_weight", self.box_weight, 0.0, 100.0)
 
 
 @dataclass(frozen=True)
@@ -339,12 +382,22 @@ class DetectionSpec:
     tolerances: DetectionTolerances = field(default_factory=DetectionTolerances)
     task: str = "detection"
     output_keys: tuple[str, ...] = ("cls_logits", "box_regression")
+    # The YOLO-style detector's loss (used only when model.detector is "yolo").
+    yolo_loss: YoloLossSpec = field(default_factory=YoloLossSpec)
+    # The Faster R-CNN-style detector's RPN, RoI head and sampling (used only when model.detector is "faster_rcnn").
+    rcnn: FasterRCNNSpec = field(default_factory=FasterRCNNSpec)
 
     def __post_init__(self) -> None:
         check_choice("detection", "task", self.task, ("detection",))
-        if tuple(self.output_keys) != ("cls_logits", "box_regression"):
-            raise SpecError(f"detection.output_keys: expected ('cls_logits', 'box_regression'); "
+        expected_keys = OUTPUT_KEYS.get(self.model.detector, ("cls_logits", "box_regression"))
+        if tuple(self.output_keys) != expected_keys:
+            raise SpecError(f"detection.output_keys: expected {expected_keys!r}; "
                             f"received: {self.output_keys!r}")
+        if not isinstance(self.rcnn, FasterRCNNSpec):
+            raise SpecError(f"detection.rcnn: expected a FasterRCNNSpec; received: {self.rcnn!r}")
+        if self.model.detector == "faster_rcnn" and self.rcnn.roi_level >= self.anchors.num_levels:
+            raise SpecError(f"rcnn.roi_level: expected an anchor level in [0, {self.anchors.num_levels}); "
+                            f"received: {self.rcnn.roi_level}")
         strides, backbone = self.model.feature_strides, self.model.backbone
         for level, stride in enumerate(self.anchors.strides):
             if stride not in strides:
@@ -423,3 +476,29 @@ def standard() -> DetectionSpec:
     # mAP 0.145, mAP50 0.28, AR100 0.50 (torch; at 3 epochs and lr 0.02 it was mAP50 0.20).
     return DetectionSpec(data=standard_data(), anchors=standard_anchors(),
                          train=TrainSpec(epochs=5, batch_size=32, lr=0.05))
+
+
+def tiny_yolo() -> DetectionSpec:
+    """The YOLO-style grid detector on ``tiny()``'s data and backbone, at two scales (strides 8 and 16).
+
+    Two prior shapes per cell and level: 8 x 8 x 2 + 4 x 4 x 2 = 160 slots over 64 px images.
+    Objects are 10 to 32 px across (``tiny_data``), so the priors split them per octave.
+    """
+    base = tiny()
+    return dataclasses.replace(
+        base, model=dataclasses.replace(base.model, detector="yolo"),
+        anchors=AnchorSpec(strides=(8, 16), sizes=((10.0, 15.0), (22.0, 32.0)), aspect_ratios=((1.0,),) * 2),
+        output_keys=OUTPUT_KEYS["yolo"])
+
+
+def tiny_faster_rcnn() -> DetectionSpec:
+    """The Faster R-CNN-style two-stage detector on ``tiny()``'s data, backbone and anchors.
+
+    RPN over the three anchor levels (672 anchors), 128 kept before NMS, 32 proposals per image (at
+    most 6 objects an image); the RoI head pools 7 x 7 bins from anchor level 0 (stride 4, 16 x 16 x 16
+    features). A torch training step at batch 16 takes about 0.3 s on 2 cores, half of it RoIAlign.
+    """
+    base = tiny()
+    return dataclasses.replace(base, model=dataclasses.replace(base.model, detector="faster_rcnn"),
+                               output_keys=OUTPUT_KEYS["faster_rcnn"],
+                               rcnn=FasterRCNNSpec(pre_nms_top_n=128, post_nms_top_n=32))

@@ -126,6 +126,12 @@ def _check_input(x, spec: DetectionSpec) -> None:
 def build_model(spec: DetectionSpec) -> SSD:
     """The detector ``spec.model.detector`` names (only ``ssd`` so far)."""
     builders = {"ssd": SSD}
+    if spec.model.detector == "yolo":
+        from .yolo import YOLO  # the grid detector lives in its own module (yolo.py)
+        builders["yolo"] = YOLO
+    if spec.model.detector == "faster_rcnn":
+        from .faster_rcnn import FasterRCNN
+        builders["faster_rcnn"] = FasterRCNN
     model = builders[spec.model.detector](spec, name=spec.model.detector)
     model(keras.ops.zeros((1, *spec.input_shape)))  # create the variables now (Keras builds lazily)
     return model

@@ -26,6 +26,12 @@ def postprocess(outputs, spec: DetectionSpec) -> list[dict[str, np.ndarray]]:
     image: ``boxes`` float32 [D, 4] (x1, y1, x2, y2 pixels), ``scores``
     float32 [D] descending, ``labels`` int64 [D] (0-based class ids). Runs eagerly.
     """
+    if spec.model.detector == "faster_rcnn":    # torchvision's RoIHeads post-processing (faster_rcnn.py)
+        from .faster_rcnn import postprocess as faster_rcnn_postprocess
+        return faster_rcnn_postprocess(outputs, spec)
+    if spec.model.detector == "yolo":
+        from .yolo import yolo_postprocess  # its own module (yolo.py)
+        return yolo_postprocess(outputs, spec)
     cls_logits, box_regression = _check_outputs(outputs, spec)
     p = spec.postprocess
     h, w, _ = spec.input_shape
