@@ -36,13 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.anchors import BACKGROUND, BOX_CODER_WEIGHTS, task_anchors
-from shared.data.validate import InputError
 from shared.specs.detection import DetectionSpec
 from shared.specs.faster_rcnn import MAX_GT_BOXES, RPN_BOX_CODER_WEIGHTS, RPN_OUTPUT_KEYS, sampling_priority
 
-from ..classification.model import ResNet
-from ..layers import BatchNorm2d, Conv2d, Linear, ModuleList, ReLU, Sequential
+from ..layers import Conv2d, Linear, ModuleList
 from ..ops import batched_nms, decode_boxes, encode_boxes, match_anchors, roi_align
+from .model import body_features, build_body, init_body
 
 
 class RPNHead(nn.Module):
@@ -111,28 +110,8 @@ class FasterRCNN(nn.Module):
     def __init__(self, spec: DetectionSpec):
         super().__init__()
         self.spec = spec
-        m = spec.model
-        eps, mom = m.backbone.bn_eps, m.backbone.bn_momentum
-        self.backbone = ResNet(m.backbone)
-        del self.backbone.fc            # never used: its parameters would get no gradient
-        channels = m.backbone.feature_dim
-        extras = []
-        for width in m.extra_widths:
-            extras.append(Sequential(Conv2d(channels, width, 3, 2, 1, bias=False), BatchNorm2d(width, eps, mom),
-                                     ReLU()))
-            channels = width
-        self.extras = ModuleList(extras)
-        self.levels = spec.feature_levels
-        in_channels = [m.feature_channels[i] for i in self.levels]
-        if m.head_width:
-            self.necks = ModuleList([Sequential(Conv2d(c, m.head_width, 1, 1, 0, bias=False),
-                                                BatchNorm2d(m.head_width, eps, mom), ReLU()) for c in in_channels])
-            in_channels = [m.head_width] * len(in_channels)
-        else:
-            self.necks = None
-        for mod in [*self.extras.modules(), *(self.necks.modules() if self.necks is not None else ())]:
-            if isinstance(mod, nn.Conv2d):
-                nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+        in_channels = build_body(self, spec)
+        init_body(self)
         self.rpn = RPNHead(in_channels, spec.anchors.num_anchors_per_location, spec.rcnn.rpn_head_width)
         level = spec.rcnn.roi_level
         self.roi_head = RoIHead(in_channels[level], spec.anchors.strides[level], spec)
@@ -140,16 +119,7 @@ class FasterRCNN(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The feature map of every anchor level, [N, C_l, H_l, W_l], fine to coarse."""
-        _check_input(x, self.spec)
-        features = self.backbone.forward_features(x)
-        y = features[-1]
-        for extra in self.extras:
-            y = extra(y)
-            features.append(y)
-        maps = [features[i] for i in self.levels]
-        if self.necks is not None:
-            maps = [neck(f) for neck, f in zip(self.necks, maps)]
-        return maps
+        return body_features(self, x)
 
     def forward_rpn(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """The RPN's raw outputs (the part the ONNX export covers, ``RPNExport``)."""
@@ -191,11 +161,6 @@ class RPNExport(nn.Module):
         return self.model.forward_rpn(self.model.forward_features(x))
 
 
-def _check_input(x: torch.Tensor, spec: DetectionSpec) -> None:
-    h, w, c = spec.input_shape
-    if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
-        raise InputError(f"images: expected a native batch of shape [N, {c}, {h}, {w}] (NCHW); received shape "
-                         f"{list(x.shape)}")
 
 
 def _clip(boxes: torch.Tensor, spec: DetectionSpec) -> torch.Tensor:

@@ -27,14 +27,13 @@ import torchvision
 from torch import nn
 
 from shared.anchors import BBOX_XFORM_CLIP
-from shared.data.validate import InputError
 from shared.specs.detection import DetectionSpec
 from shared.yolo import yolo_slots
 
-from ..classification.model import ResNet
-from ..layers import BatchNorm2d, Conv2d, ModuleList, ReLU, Sequential
+from ..layers import Conv2d, ModuleList
 from ..ops import batched_nms
 from .loss import _padded_targets
+from .model import body_features, build_body, init_body
 
 # Initial objectness probability of every slot (RetinaNet's prior, focal-loss paper section 4.1): with the
 # bias at logit(0.01) the many empty slots start near their target, so their summed loss does not swamp
@@ -54,25 +53,7 @@ class YOLO(nn.Module):
         super().__init__()
         self.spec = spec
         m = spec.model
-        eps, mom = m.backbone.bn_eps, m.backbone.bn_momentum
-        self.backbone = ResNet(m.backbone)
-        # A detector has no use for the classifier: its parameters would never get a gradient.
-        del self.backbone.fc
-        channels = m.backbone.feature_dim
-        extras = []
-        for width in m.extra_widths:
-            extras.append(Sequential(Conv2d(channels, width, 3, 2, 1, bias=False), BatchNorm2d(width, eps, mom),
-                                     ReLU()))
-            channels = width
-        self.extras = ModuleList(extras)
-        self.levels = spec.feature_levels
-        in_channels = [m.feature_channels[i] for i in self.levels]
-        if m.head_width:
-            self.necks = ModuleList([Sequential(Conv2d(c, m.head_width, 1, 1, 0, bias=False),
-                                                BatchNorm2d(m.head_width, eps, mom), ReLU()) for c in in_channels])
-            in_channels = [m.head_width] * len(in_channels)
-        else:
-            self.necks = None
+        in_channels = build_body(self, spec)
         self.num_classes = m.num_classes
         per_cell = spec.anchors.num_anchors_per_location
         self.obj_head = ModuleList([Conv2d(c, a, 3, 1, 1) for c, a in zip(in_channels, per_cell)])
@@ -83,9 +64,7 @@ class YOLO(nn.Module):
     def _init_weights(self) -> None:
         # Extra layers and necks as the backbone (He normal, fan_out); heads Xavier uniform with zero bias
         # (as SSD's), the objectness bias at the prior. The Keras twin passes the same initialisers.
-        for m in [*self.extras.modules(), *(self.necks.modules() if self.necks is not None else ())]:
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        init_body(self)
         for m in [*self.obj_head, *self.cls_head, *self.box_head]:
             nn.init.xavier_uniform_(m.weight)
             nn.init.zeros_(m.bias)
@@ -94,16 +73,7 @@ class YOLO(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The feature map of every level, [N, C_l, H_l, W_l], fine to coarse."""
-        _check_input(x, self.spec)
-        features = self.backbone.forward_features(x)
-        y = features[-1]
-        for extra in self.extras:
-            y = extra(y)
-            features.append(y)
-        maps = [features[i] for i in self.levels]
-        if self.necks is not None:
-            maps = [neck(f) for neck, f in zip(self.necks, maps)]
-        return maps
+        return body_features(self, x)
 
     def forward_head(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-level maps -> the head outputs concatenated over levels (see the class docstring)."""
@@ -122,11 +92,6 @@ class YOLO(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _check_input(x: torch.Tensor, spec: DetectionSpec) -> None:
-    h, w, c = spec.input_shape
-    if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
-        raise InputError(f"images: expected a native batch of shape [N, {c}, {h}, {w}] (NCHW); received shape "
-                         f"{list(x.shape)}")
 
 
 def _slots(spec: DetectionSpec, like: torch.Tensor) -> dict[str, torch.Tensor]:

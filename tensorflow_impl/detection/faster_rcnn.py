@@ -21,13 +21,12 @@ import numpy as np
 import tensorflow as tf
 
 from shared.anchors import BACKGROUND, BOX_CODER_WEIGHTS, task_anchors
-from shared.data.validate import InputError
 from shared.specs.detection import DetectionSpec, spec_from_dict
 from shared.specs.faster_rcnn import MAX_GT_BOXES, RPN_BOX_CODER_WEIGHTS, RPN_OUTPUT_KEYS, sampling_priority
 
-from ..classification.model import HE_FAN_OUT, ResNet
-from ..layers import BatchNorm2d, Conv2d, Linear, ModuleList, ReLU, Sequential
+from ..layers import Conv2d, Linear, ModuleList
 from ..ops import batched_nms, decode_boxes, encode_boxes, match_anchors, roi_align
+from .model import body_features, build_body
 
 
 class RPNHead(keras.layers.Layer):
@@ -102,28 +101,7 @@ class FasterRCNN(keras.Model):
         # NMS and matching have data-dependent shapes that XLA cannot compile.
         self.supports_jit = False
         self.spec = spec
-        m = spec.model
-        eps, mom = m.backbone.bn_eps, m.backbone.bn_momentum
-        self.backbone = ResNet(m.backbone, name="backbone")
-        self.backbone.built = True      # run through forward_features only (see the SSD twin)
-        channels = m.backbone.feature_dim
-        extras = []
-        for i, width in enumerate(m.extra_widths):
-            extras.append(Sequential(Conv2d(channels, width, 3, 2, 1, bias=False, kernel_initializer=HE_FAN_OUT,
-                                            name="0"),
-                                     BatchNorm2d(width, eps, mom, name="1"), ReLU(name="2"), name=str(i)))
-            channels = width
-        self.extras = ModuleList(extras, name="extras")
-        self.levels = spec.feature_levels
-        in_channels = [m.feature_channels[i] for i in self.levels]
-        if m.head_width:
-            self.necks = ModuleList([Sequential(Conv2d(c, m.head_width, 1, 1, 0, bias=False,
-                                                       kernel_initializer=HE_FAN_OUT, name="0"),
-                                                BatchNorm2d(m.head_width, eps, mom, name="1"), ReLU(name="2"),
-                                                name=str(i)) for i, c in enumerate(in_channels)], name="necks")
-            in_channels = [m.head_width] * len(in_channels)
-        else:
-            self.necks = None
+        in_channels = build_body(self, spec)
         self.rpn = RPNHead(in_channels, spec.anchors.num_anchors_per_location, spec.rcnn.rpn_head_width, name="rpn")
         level = spec.rcnn.roi_level
         self.roi_head = RoIHead(in_channels[level], spec.anchors.strides[level], spec, name="roi_head")
@@ -131,16 +109,7 @@ class FasterRCNN(keras.Model):
 
     def forward_features(self, x, training=False) -> list:
         """The feature map of every anchor level, [N, H_l, W_l, C_l], fine to coarse."""
-        _check_input(x, self.spec)
-        features = self.backbone.forward_features(x, training=training)
-        y = features[-1]
-        for extra in self.extras:
-            y = extra(y, training=training)
-            features.append(y)
-        maps = [features[i] for i in self.levels]
-        if self.necks is not None:
-            maps = [neck(f, training=training) for neck, f in zip(self.necks, maps)]
-        return maps
+        return body_features(self, x, training)
 
     def forward_rpn(self, features: list) -> dict:
         """The RPN's raw outputs (the part the ONNX export covers, ``RPNExport``)."""
@@ -188,12 +157,6 @@ class RPNExport:
         return self.model.forward_rpn(self.model.forward_features(x, training=training))
 
 
-def _check_input(x, spec: DetectionSpec) -> None:
-    h, w, c = spec.input_shape
-    shape = tuple(x.shape)
-    if len(shape) != 4 or any(d is not None and d != e for d, e in zip(shape[1:], (h, w, c))):
-        raise InputError(f"images: expected a native batch of shape [N, {h}, {w}, {c}] (NHWC); received shape "
-                         f"{list(shape)}")
 
 
 def _clip(boxes, spec: DetectionSpec):

@@ -44,31 +44,7 @@ class SSD(keras.Model):
         self.supports_jit = False
         self.spec = spec
         m = spec.model
-        eps, mom = m.backbone.bn_eps, m.backbone.bn_momentum
-        # The classifier (fc) of the ResNet is never called here, so Keras never builds it: no
-        # variables, as the PyTorch twin, which deletes it.
-        self.backbone = ResNet(m.backbone, name="backbone")
-        # It runs through forward_features, never through __call__, so Keras would not mark it built (and
-        # would warn about "unbuilt state"); its layers build themselves when first called, as always.
-        self.backbone.built = True
-        channels = m.backbone.feature_dim
-        extras = []
-        for i, width in enumerate(m.extra_widths):
-            extras.append(Sequential(Conv2d(channels, width, 3, 2, 1, bias=False, kernel_initializer=HE_FAN_OUT,
-                                            name="0"),
-                                     BatchNorm2d(width, eps, mom, name="1"), ReLU(name="2"), name=str(i)))
-            channels = width
-        self.extras = ModuleList(extras, name="extras")
-        self.levels = spec.feature_levels
-        in_channels = [m.feature_channels[i] for i in self.levels]
-        if m.head_width:
-            self.necks = ModuleList([Sequential(Conv2d(c, m.head_width, 1, 1, 0, bias=False,
-                                                       kernel_initializer=HE_FAN_OUT, name="0"),
-                                                BatchNorm2d(m.head_width, eps, mom, name="1"), ReLU(name="2"),
-                                                name=str(i)) for i, c in enumerate(in_channels)], name="necks")
-            in_channels = [m.head_width] * len(in_channels)
-        else:
-            self.necks = None
+        in_channels = build_body(self, spec)
         self.num_outputs = m.num_classes + 1
         per_cell = spec.anchors.num_anchors_per_location
         # torchvision's SSD head initialisation: Xavier uniform, zero bias.
@@ -80,16 +56,7 @@ class SSD(keras.Model):
 
     def forward_features(self, x, training=False) -> list:
         """The feature map of every anchor level, [N, H_l, W_l, C_l], fine to coarse."""
-        _check_input(x, self.spec)
-        features = self.backbone.forward_features(x, training=training)
-        y = features[-1]
-        for extra in self.extras:
-            y = extra(y, training=training)
-            features.append(y)
-        maps = [features[i] for i in self.levels]
-        if self.necks is not None:
-            maps = [neck(f, training=training) for neck, f in zip(self.necks, maps)]
-        return maps
+        return body_features(self, x, training)
 
     def forward_head(self, features: list) -> dict:
         """Per-level maps -> the head outputs concatenated over levels (see the class docstring)."""
@@ -121,6 +88,51 @@ def _check_input(x, spec: DetectionSpec) -> None:
     if len(shape) != 4 or any(d is not None and d != e for d, e in zip(shape[1:], (h, w, c))):
         raise InputError(f"images: expected a native batch of shape [N, {h}, {w}, {c}] (NHWC); received shape "
                          f"{list(shape)}")
+
+
+def build_body(model: keras.Layer, spec: DetectionSpec) -> list[int]:
+    """Give ``model`` the part every detector here shares, as attributes with the canonical names:
+    ``backbone`` (the classification twin's ResNet; its classifier is never called, so never built:
+    no variables, as the PyTorch twin, which deletes it), ``extras`` (3x3/2 conv + BN + ReLU, continuing
+    it to coarser strides), ``levels`` (which maps carry anchors) and ``necks`` (optional 1x1 conv + BN
+    + ReLU to ``head_width``). Returns the channel count of each level's map.
+    """
+    m = spec.model
+    eps, mom = m.backbone.bn_eps, m.backbone.bn_momentum
+    model.backbone = ResNet(m.backbone, name="backbone")
+    # It runs through forward_features, never through __call__, so Keras would not mark it built (and
+    # would warn about "unbuilt state"); its layers build themselves when first called, as always.
+    model.backbone.built = True
+    channels, extras = m.backbone.feature_dim, []
+    for i, width in enumerate(m.extra_widths):
+        extras.append(Sequential(Conv2d(channels, width, 3, 2, 1, bias=False, kernel_initializer=HE_FAN_OUT, name="0"),
+                                 BatchNorm2d(width, eps, mom, name="1"), ReLU(name="2"), name=str(i)))
+        channels = width
+    model.extras = ModuleList(extras, name="extras")
+    model.levels = spec.feature_levels
+    in_channels = [m.feature_channels[i] for i in model.levels]
+    model.necks = None
+    if m.head_width:
+        model.necks = ModuleList([Sequential(Conv2d(c, m.head_width, 1, 1, 0, bias=False, kernel_initializer=HE_FAN_OUT,
+                                                    name="0"),
+                                             BatchNorm2d(m.head_width, eps, mom, name="1"), ReLU(name="2"),
+                                             name=str(i)) for i, c in enumerate(in_channels)], name="necks")
+        in_channels = [m.head_width] * len(in_channels)
+    return in_channels
+
+
+def body_features(model: keras.Layer, x, training=False) -> list:
+    """The feature map of every anchor level, [N, H_l, W_l, C_l], fine to coarse (after the necks)."""
+    _check_input(x, model.spec)
+    features = model.backbone.forward_features(x, training=training)
+    y = features[-1]
+    for extra in model.extras:
+        y = extra(y, training=training)
+        features.append(y)
+    maps = [features[i] for i in model.levels]
+    if model.necks is not None:
+        maps = [neck(f, training=training) for neck, f in zip(model.necks, maps)]
+    return maps
 
 
 def build_model(spec: DetectionSpec) -> SSD:

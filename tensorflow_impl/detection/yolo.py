@@ -28,14 +28,13 @@ import numpy as np
 import tensorflow as tf
 
 from shared.anchors import BBOX_XFORM_CLIP
-from shared.data.validate import InputError
 from shared.specs.detection import DetectionSpec, spec_from_dict
 from shared.yolo import yolo_slots
 
-from ..classification.model import HE_FAN_OUT, ResNet
-from ..layers import BatchNorm2d, Conv2d, ModuleList, ReLU, Sequential
+from ..layers import Conv2d, ModuleList
 from ..ops import batched_nms
 from .loss import _padded_targets
+from .model import body_features, build_body
 
 # Initial objectness probability of every slot (RetinaNet's prior, focal-loss paper section 4.1): with the
 # bias at logit(0.01) the many empty slots start near their target, so their summed loss does not swamp
@@ -59,30 +58,7 @@ class YOLO(keras.Model):
         self.supports_jit = False
         self.spec = spec
         m = spec.model
-        eps, mom = m.backbone.bn_eps, m.backbone.bn_momentum
-        # The classifier (fc) of the ResNet is never called here, so Keras never builds it: no
-        # variables, as the PyTorch twin, which deletes it.
-        self.backbone = ResNet(m.backbone, name="backbone")
-        # It runs through forward_features, never through __call__, so Keras would not mark it built.
-        self.backbone.built = True
-        channels = m.backbone.feature_dim
-        extras = []
-        for i, width in enumerate(m.extra_widths):
-            extras.append(Sequential(Conv2d(channels, width, 3, 2, 1, bias=False, kernel_initializer=HE_FAN_OUT,
-                                            name="0"),
-                                     BatchNorm2d(width, eps, mom, name="1"), ReLU(name="2"), name=str(i)))
-            channels = width
-        self.extras = ModuleList(extras, name="extras")
-        self.levels = spec.feature_levels
-        in_channels = [m.feature_channels[i] for i in self.levels]
-        if m.head_width:
-            self.necks = ModuleList([Sequential(Conv2d(c, m.head_width, 1, 1, 0, bias=False,
-                                                       kernel_initializer=HE_FAN_OUT, name="0"),
-                                                BatchNorm2d(m.head_width, eps, mom, name="1"), ReLU(name="2"),
-                                                name=str(i)) for i, c in enumerate(in_channels)], name="necks")
-            in_channels = [m.head_width] * len(in_channels)
-        else:
-            self.necks = None
+        in_channels = build_body(self, spec)
         self.num_classes = m.num_classes
         per_cell = spec.anchors.num_anchors_per_location
         # Heads Xavier uniform with zero bias (as SSD's), the objectness bias at the prior.
@@ -98,16 +74,7 @@ class YOLO(keras.Model):
 
     def forward_features(self, x, training=False) -> list:
         """The feature map of every level, [N, H_l, W_l, C_l], fine to coarse."""
-        _check_input(x, self.spec)
-        features = self.backbone.forward_features(x, training=training)
-        y = features[-1]
-        for extra in self.extras:
-            y = extra(y, training=training)
-            features.append(y)
-        maps = [features[i] for i in self.levels]
-        if self.necks is not None:
-            maps = [neck(f, training=training) for neck, f in zip(self.necks, maps)]
-        return maps
+        return body_features(self, x, training)
 
     def forward_head(self, features: list) -> dict:
         """Per-level maps -> the head outputs concatenated over levels (see the class docstring)."""
@@ -135,12 +102,6 @@ class YOLO(keras.Model):
         return cls(spec_from_dict(config["spec"]), name=config.get("name", "yolo"))
 
 
-def _check_input(x, spec: DetectionSpec) -> None:
-    h, w, c = spec.input_shape
-    shape = tuple(x.shape)
-    if len(shape) != 4 or any(d is not None and d != e for d, e in zip(shape[1:], (h, w, c))):
-        raise InputError(f"images: expected a native batch of shape [N, {h}, {w}, {c}] (NHWC); received shape "
-                         f"{list(shape)}")
 
 
 def _slots(spec: DetectionSpec, dtype) -> dict:
