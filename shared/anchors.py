@@ -164,6 +164,33 @@ def anchor_recall(anchors, gt_boxes, iou_threshold: float = 0.5) -> float:
     return float((best >= iou_threshold).mean())
 
 
+def check_roi_args(boxes_shape, index_shape, output_size, spatial_scale, sampling_ratio) -> tuple[int, int]:
+    """Validate the RoIAlign arguments both twins share; returns (out_h, out_w).
+
+    boxes_shape / index_shape: tuples whose entries may be None (a dimension
+    unknown while tracing), or None for an unknown rank; unknowns pass.
+    """
+    if boxes_shape is not None and (len(boxes_shape) != 2 or boxes_shape[-1] not in (4, None)):
+        raise ValueError(f"boxes: expected shape [K, 4] (x1, y1, x2, y2); received shape {list(boxes_shape)}")
+    k = boxes_shape[0] if boxes_shape is not None else None
+    if index_shape is not None and (len(index_shape) != 1 or (k is not None and index_shape[0] not in (k, None))):
+        raise ValueError(f"batch_index: expected shape [{k}] (one image index per box); received shape "
+                         f"{list(index_shape)}")
+    out_hw = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    if len(out_hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in out_hw):
+        raise ValueError(f"output_size: expected a positive int or (out_h, out_w); received {output_size!r}")
+    if not spatial_scale > 0:
+        raise ValueError(f"spatial_scale: expected a positive number (feature pixels per image pixel); received "
+                         f"{spatial_scale!r}")
+    if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int) or sampling_ratio < 1:
+        # torchvision reads sampling_ratio <= 0 as "ceil(box size / bins) points per box", a count that depends
+        # on each box's size: no fixed-shape gather can express it, so neither twin takes it.
+        raise ValueError(f"sampling_ratio: expected a positive integer (sampling points per bin and axis); "
+                         f"received {sampling_ratio!r}. The adaptive mode (<= 0) samples a box-size-dependent "
+                         f"number of points, which has no fixed-shape (graph, XLA, ONNX) form")
+    return out_hw
+
+
 # -- the anchor study (seed answer 23): how the anchor set bounds what a detector can find --------------
 
 # COCO's object-size ranges, by area in pixels (pycocotools' areaRng): small < 32^2 <= medium < 96^2 <= large.
@@ -227,5 +254,5 @@ def anchor_study(configs: dict[str, AnchorSpec], image_size: int, gt_boxes: Sequ
 
 
 __all__ = ["BACKGROUND", "BBOX_XFORM_CLIP", "BOX_CODER_WEIGHTS", "IGNORE", "anchor_recall", "anchors_per_level",
-           "anchor_study", "box_area", "box_iou", "cell_anchors", "feature_sizes", "generate_anchors", "grid_anchors",
+           "anchor_study", "box_area", "box_iou", "cell_anchors", "check_roi_args", "feature_sizes", "generate_anchors", "grid_anchors",
            "study_configs", "task_anchors", "SIZE_RANGES"]

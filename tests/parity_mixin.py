@@ -11,6 +11,14 @@ import pytest
 from compare.parity import run_parity
 
 
+def assert_all_ok(entries: list[dict]) -> None:
+    """Fail on no comparisons or on any breach, listing every breach with its tolerance."""
+    assert entries, "no comparisons were made"
+    bad = [f"{e['a']} vs {e['b']} {e['what']}: max_abs {e['max_abs']:.3g} > tol {e['tol']:.3g} {e.get('error', '')}"
+           for e in entries if not e["ok"]]
+    assert not bad, "\n".join(bad)
+
+
 class TwinParityMixin:
     task: str = ""
     preset: str = "tiny"

@@ -21,11 +21,13 @@ from compare.frameworks import load_twins
 from compare.parity import _same_init, entry, forward_parity, gradient_parity, postprocess_parity, training_parity
 from shared.anchors import task_anchors
 from shared.data import batch_plan
-from shared.data.detection import DetectionData, DetectionSplit, load_detection, pack_targets
+from shared.data.detection import DetectionData, load_detection, pack_targets
 from shared.data.validate import InputError
 from shared.specs import SpecError
 from shared.specs.detection import OUTPUT_KEYS, DetectionSpec, tiny_faster_rcnn
 from shared.specs.faster_rcnn import FASTER_RCNN_OUTPUT_KEYS, RPN_OUTPUT_KEYS, FasterRCNNSpec, sampling_priority
+
+from .parity_mixin import assert_all_ok
 
 SPEC = tiny_faster_rcnn()
 LOSS_KEYS = {"loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
@@ -52,12 +54,6 @@ def trained(twins, data):
     assert losses[-1] < 0.8 * losses[0], losses
     return twins["torch"].bridge.export_weights(models["torch"])
 
-
-def _assert_ok(entries: list[dict]) -> None:
-    assert entries, "no comparisons were made"
-    bad = [f"{e['a']} vs {e['b']} {e['what']}: max_abs {e['max_abs']:.3g} > tol {e['tol']:.3g} {e.get('error', '')}"
-           for e in entries if not e["ok"]]
-    assert not bad, "\n".join(bad)
 
 
 def _modules(twins):
@@ -146,7 +142,7 @@ def test_target_assignment_and_sampling_agree(twins, data):
 def test_raw_outputs_agree_both_ways(twins, data):
     images = data.train.images[:4]
     entries = forward_parity(SPEC, twins, images)
-    _assert_ok(entries)
+    assert_all_ok(entries)
     keys = {e["what"] for e in entries}
     assert {f"forward/{k}" for k in SPEC.output_keys} <= keys
     models, _ = _same_init(twins, SPEC, "torch", 0)
@@ -167,12 +163,12 @@ def test_roi_head_agrees_on_the_same_proposals(twins, data):
     out_f = models["tensorflow"].forward_roi_head(models["tensorflow"].forward_features(x_f), tf.constant(boxes))
     entries = [entry("tensorflow", "torch", f"forward/roi_head/{k}", out_f[k].numpy(), out_t[k].numpy(),
                      SPEC.tolerances.forward) for k in ("cls_logits", "box_regression")]
-    _assert_ok(entries)
+    assert_all_ok(entries)
 
 
 def test_loss_terms_and_gradients_agree(twins, data):
     entries = gradient_parity(SPEC, twins, data.train.images[:8], data.train.targets[:8])
-    _assert_ok(entries)
+    assert_all_ok(entries)
     assert {e["what"] for e in entries if e["what"].startswith("loss/")} == {f"loss/{k}" for k in LOSS_KEYS}
     grads = {e["what"].removeprefix("gradients/") for e in entries if e["what"].startswith("gradients/")}
     params = {k for k, _ in twins["torch"].task.build_model(SPEC).named_parameters()}
@@ -180,14 +176,14 @@ def test_loss_terms_and_gradients_agree(twins, data):
 
 
 def test_first_training_steps_agree(twins, data):
-    _assert_ok(training_parity(SPEC, twins, data.train))
+    assert_all_ok(training_parity(SPEC, twins, data.train))
 
 
 # ---------------------------------------------------------------- L5 and training
 
 def test_postprocessed_detections_agree(twins, data, trained):
     entries = postprocess_parity(SPEC, twins, data.test.images[:16], trained)
-    _assert_ok(entries)
+    assert_all_ok(entries)
     # With a threshold that keeps only the most confident fifth of the torch detections too (after 20 steps
     # the scores are still low: 7 classes, background first; a fixed 0.1 can keep none).
     model = twins["torch"].task.build_model(SPEC)
@@ -201,17 +197,13 @@ def test_postprocessed_detections_agree(twins, data, trained):
     i = lo + int(np.argmax(np.diff(ordered[lo:hi + 1])))
     threshold = float(ordered[i] + ordered[i + 1]) / 2
     strict = dataclasses.replace(SPEC, postprocess=dataclasses.replace(SPEC.postprocess, score_threshold=threshold))
-    _assert_ok(postprocess_parity(strict, twins, data.test.images[:16], trained))
+    assert_all_ok(postprocess_parity(strict, twins, data.test.images[:16], trained))
 
-
-def _subset(split: DetectionSplit, n: int) -> DetectionSplit:
-    return DetectionSplit(split.images[:n], split.boxes[:n], split.labels[:n], split.masks[:n],
-                          split.visible_masks[:n], split.visible_fraction[:n])
 
 
 def test_training_reduces_the_loss_in_both_twins(twins, data):
     spec = dataclasses.replace(SPEC, train=dataclasses.replace(SPEC.train, epochs=3, batch_size=16))
-    small = DetectionData(_subset(data.train, 64), _subset(data.val, 8), _subset(data.test, 16), data.class_names)
+    small = DetectionData(data.train.head(64), data.val.head(8), data.test.head(16), data.class_names)
     for fw, twin in twins.items():
         model, history = twin.task.train(spec, small, progress=False)
         losses = [row["loss"] for row in history]
@@ -239,7 +231,7 @@ def test_onnx_export_of_backbone_and_rpn(twins, data, tmp_path):
                     for k in RPN_OUTPUT_KEYS]
     entries += [entry("onnxruntime-from-torch", "onnxruntime-from-tensorflow", f"onnx/{k}", exported["torch"][k],
                       exported["tensorflow"][k], SPEC.tolerances.onnx) for k in RPN_OUTPUT_KEYS]
-    _assert_ok(entries)
+    assert_all_ok(entries)
 
 
 # ---------------------------------------------------------------- bad input

@@ -20,11 +20,13 @@ from compare.parity import _same_init, forward_parity, gradient_parity, onnx_par
     training_parity
 from shared.anchors import task_anchors
 from shared.data import batch_plan
-from shared.data.detection import DetectionData, DetectionSplit, load_detection, pack_targets
+from shared.data.detection import DetectionData, load_detection, pack_targets
 from shared.data.validate import InputError
 from shared.specs import TASKS, SpecError
 from shared.specs.classification import ResNetSpec
 from shared.specs.detection import DetectionSpec, DetectorSpec, spec_from_dict, standard, tiny
+
+from .parity_mixin import assert_all_ok
 
 SPEC = tiny()
 
@@ -51,16 +53,6 @@ def trained(twins, data):
     return twins["torch"].bridge.export_weights(models["torch"])
 
 
-def _assert_ok(entries: list[dict]) -> None:
-    assert entries, "no comparisons were made"
-    bad = [f"{e['a']} vs {e['b']} {e['what']}: max_abs {e['max_abs']:.3g} > tol {e['tol']:.3g} {e.get('error', '')}"
-           for e in entries if not e["ok"]]
-    assert not bad, "\n".join(bad)
-
-
-def _subset(split: DetectionSplit, n: int) -> DetectionSplit:
-    return DetectionSplit(split.images[:n], split.boxes[:n], split.labels[:n], split.masks[:n],
-                          split.visible_masks[:n], split.visible_fraction[:n])
 
 
 # ---------------------------------------------------------------- spec and registry
@@ -106,7 +98,7 @@ def test_detector_spec_fields_are_checked():
 
 def test_forward_parity_both_ways(twins, data):
     entries = forward_parity(SPEC, twins, data.train.images[:8])
-    _assert_ok(entries)
+    assert_all_ok(entries)
     assert {(e["a"], e["b"]) for e in entries} == {("torch", "tensorflow"), ("tensorflow", "torch")}
     assert {e["what"] for e in entries} >= {"forward/cls_logits", "forward/box_regression", "forward/features.2"}
 
@@ -121,7 +113,7 @@ def test_outputs_have_the_documented_shapes(twins, data):
 
 def test_loss_and_gradient_parity(twins, data):
     entries = gradient_parity(SPEC, twins, data.train.images[:8], data.train.targets[:8])
-    _assert_ok(entries)
+    assert_all_ok(entries)
     losses = {e["what"]: e for e in entries if e["what"].startswith("loss/")}
     assert set(losses) == {"loss/loss", "loss/loss_classifier", "loss/loss_box_reg"}
     grads = {e["what"].removeprefix("gradients/") for e in entries if e["what"].startswith("gradients/")}
@@ -137,29 +129,29 @@ def test_variant_with_small_stem_bottlenecks_and_necks(twins, data):
         extra_widths=(24, 24), head_width=16))
     assert spec.feature_levels == (2, 3, 4)
     images = data.train.images[:4]
-    _assert_ok(forward_parity(spec, twins, images) + gradient_parity(spec, twins, images, data.train.targets[:4]))
+    assert_all_ok(forward_parity(spec, twins, images) + gradient_parity(spec, twins, images, data.train.targets[:4]))
 
 
 def test_first_training_steps_agree(twins, data):
     # 4 steps: the tolerance's comment (shared/specs/detection.py) has the measurements why not 20.
     entries = training_parity(SPEC, twins, data.train)
-    _assert_ok(entries)
+    assert_all_ok(entries)
     assert entries[0]["what"].startswith("training/loss@") and entries[0]["what"].endswith("of4")
 
 
 def test_postprocessed_detections_agree(twins, data, trained):
     entries = postprocess_parity(SPEC, twins, data.test.images[:16], trained)
-    _assert_ok(entries)
+    assert_all_ok(entries)
     # With a threshold that keeps only confident detections too (fewer, better separated candidates).
     strict = dataclasses.replace(SPEC, postprocess=dataclasses.replace(SPEC.postprocess, score_threshold=0.1))
     # (An entry is ok only when its reference is not all zeros: both runs found detections.)
-    _assert_ok(postprocess_parity(strict, twins, data.test.images[:16], trained))
+    assert_all_ok(postprocess_parity(strict, twins, data.test.images[:16], trained))
 
 
 @pytest.mark.export
 def test_onnx_exports(twins, data):
     entries = onnx_parity(SPEC, twins, data.test.images[:4])
-    _assert_ok(entries)
+    assert_all_ok(entries)
     assert ("onnxruntime-from-torch", "onnxruntime-from-tensorflow") in {(e["a"], e["b"]) for e in entries}
 
 
@@ -223,7 +215,7 @@ def test_postprocess_matches_torchvision_ssd(twins, data, trained):
 
 def test_training_reduces_the_loss_in_both_twins(twins, data):
     spec = dataclasses.replace(SPEC, train=dataclasses.replace(SPEC.train, epochs=3, batch_size=16))
-    small = DetectionData(_subset(data.train, 64), _subset(data.val, 8), _subset(data.test, 16), data.class_names)
+    small = DetectionData(data.train.head(64), data.val.head(8), data.test.head(16), data.class_names)
     for fw, twin in twins.items():
         model, history = twin.task.train(spec, small, progress=False)
         losses = [row["loss"] for row in history]

@@ -19,11 +19,13 @@ from compare.frameworks import load_twins
 from compare.parity import _same_init, forward_parity, gradient_parity, onnx_parity, postprocess_parity, \
     training_parity
 from shared.data import batch_plan
-from shared.data.detection import DetectionData, DetectionSplit, load_detection, pack_targets
+from shared.data.detection import DetectionData, load_detection, pack_targets
 from shared.data.validate import InputError
 from shared.specs import SpecError
 from shared.specs.detection import OUTPUT_KEYS, YoloLossSpec, spec_from_dict, tiny_yolo
 from shared.yolo import yolo_slots
+
+from .parity_mixin import assert_all_ok
 
 SPEC = tiny_yolo()
 A = 160     # slots: 8 x 8 cells x 2 priors (stride 8) + 4 x 4 x 2 (stride 16)
@@ -61,16 +63,6 @@ def trained(twins, data):
     return twins["torch"].bridge.export_weights(models["torch"])
 
 
-def _assert_ok(entries: list[dict]) -> None:
-    assert entries, "no comparisons were made"
-    bad = [f"{e['a']} vs {e['b']} {e['what']}: max_abs {e['max_abs']:.3g} > tol {e['tol']:.3g} {e.get('error', '')}"
-           for e in entries if not e["ok"]]
-    assert not bad, "\n".join(bad)
-
-
-def _subset(split: DetectionSplit, n: int) -> DetectionSplit:
-    return DetectionSplit(split.images[:n], split.boxes[:n], split.labels[:n], split.masks[:n],
-                          split.visible_masks[:n], split.visible_fraction[:n])
 
 
 # ---------------------------------------------------------------- spec
@@ -200,14 +192,14 @@ def test_build_model_routes_to_yolo_with_canonical_names(twins, data):
 
 def test_forward_parity_both_ways(twins, data):
     entries = forward_parity(SPEC, twins, data.train.images[:8])
-    _assert_ok(entries)
+    assert_all_ok(entries)
     assert {(e["a"], e["b"]) for e in entries} == {("torch", "tensorflow"), ("tensorflow", "torch")}
     assert {"forward/objectness", "forward/cls_logits", "forward/box_regression"} <= {e["what"] for e in entries}
 
 
 def test_loss_and_gradient_parity(twins, data):
     entries = gradient_parity(SPEC, twins, data.train.images[:8], data.train.targets[:8])
-    _assert_ok(entries)
+    assert_all_ok(entries)
     losses = {e["what"] for e in entries if e["what"].startswith("loss/")}
     assert losses == {"loss/loss", "loss/loss_objectness", "loss/loss_classifier", "loss/loss_box_reg"}
     grads = {e["what"].removeprefix("gradients/") for e in entries if e["what"].startswith("gradients/")}
@@ -239,16 +231,16 @@ def test_first_training_steps_agree(twins, data):
     # against torch with every weight nudged by 1e-7 drifts alike (1.3e-5 at step 10, 5e-4 at step 12),
     # and more without the ignore rule (2e-4 at step 7): the trajectory amplifies rounding by itself.
     entries = training_parity(SPEC, twins, data.train)
-    _assert_ok(entries)
+    assert_all_ok(entries)
     assert entries[0]["what"].startswith("training/loss@")
 
 
 def test_postprocessed_detections_agree(twins, data, trained):
     entries = postprocess_parity(SPEC, twins, data.test.images[:16], trained)
-    _assert_ok(entries)
+    assert_all_ok(entries)
     # A stricter threshold too: fewer, confident detections (ok only when both twins found some).
     strict = dataclasses.replace(SPEC, postprocess=dataclasses.replace(SPEC.postprocess, score_threshold=0.1))
-    _assert_ok(postprocess_parity(strict, twins, data.test.images[:16], trained))
+    assert_all_ok(postprocess_parity(strict, twins, data.test.images[:16], trained))
 
 
 def test_postprocess_format_matches_the_ssd(twins, data, trained):
@@ -266,7 +258,7 @@ def test_postprocess_format_matches_the_ssd(twins, data, trained):
 @pytest.mark.export
 def test_onnx_exports(twins, data):
     entries = onnx_parity(SPEC, twins, data.test.images[:4])
-    _assert_ok(entries)
+    assert_all_ok(entries)
     assert {e["what"] for e in entries} == {f"onnx/{k}" for k in SPEC.output_keys}
 
 
@@ -274,7 +266,7 @@ def test_onnx_exports(twins, data):
 
 def test_training_reduces_the_loss_in_both_twins(twins, data):
     spec = dataclasses.replace(SPEC, train=dataclasses.replace(SPEC.train, epochs=3, batch_size=16))
-    small = DetectionData(_subset(data.train, 64), _subset(data.val, 8), _subset(data.test, 16), data.class_names)
+    small = DetectionData(data.train.head(64), data.val.head(8), data.test.head(16), data.class_names)
     for fw, twin in twins.items():
         model, history = twin.task.train(spec, small, progress=False)
         losses = [row["loss"] for row in history]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torchvision import ops as tv_ops
 
+from shared.anchors import check_roi_args
+
 
 def roi_align(features, boxes, batch_index, output_size, spatial_scale: float = 1.0, sampling_ratio: int = 2,
               aligned: bool = True) -> torch.Tensor:
@@ -35,7 +37,7 @@ def roi_align(features, boxes, batch_index, output_size, spatial_scale: float = 
                          f"{list(features.shape)}")
     boxes = torch.as_tensor(boxes, dtype=features.dtype)
     batch_index = torch.as_tensor(batch_index)
-    out_hw = _check_roi_args(tuple(boxes.shape), tuple(batch_index.shape), output_size, spatial_scale,
+    out_hw = check_roi_args(tuple(boxes.shape), tuple(batch_index.shape), output_size, spatial_scale,
                              sampling_ratio)
     if batch_index.is_floating_point():
         raise ValueError(f"batch_index: expected an integer tensor; received dtype {batch_index.dtype}")
@@ -47,27 +49,6 @@ def roi_align(features, boxes, batch_index, output_size, spatial_scale: float = 
     rois = torch.cat([batch_index.to(features.dtype)[:, None], boxes], dim=1)          # [K, 5]
     return tv_ops.roi_align(features, rois, out_hw, float(spatial_scale), int(sampling_ratio), bool(aligned))
 
-
-def _check_roi_args(boxes_shape, index_shape, output_size, spatial_scale, sampling_ratio) -> tuple[int, int]:
-    """Validate the arguments both twins share; returns (out_h, out_w)."""
-    if len(boxes_shape) != 2 or boxes_shape[-1] != 4:
-        raise ValueError(f"boxes: expected shape [K, 4] (x1, y1, x2, y2); received shape {list(boxes_shape)}")
-    if len(index_shape) != 1 or index_shape[0] != boxes_shape[0]:
-        raise ValueError(f"batch_index: expected shape [{boxes_shape[0]}] (one image index per box); received "
-                         f"shape {list(index_shape)}")
-    out_hw = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
-    if len(out_hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in out_hw):
-        raise ValueError(f"output_size: expected a positive int or (out_h, out_w); received {output_size!r}")
-    if not spatial_scale > 0:
-        raise ValueError(f"spatial_scale: expected a positive number (feature pixels per image pixel); received "
-                         f"{spatial_scale!r}")
-    if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int) or sampling_ratio < 1:
-        # torchvision reads sampling_ratio <= 0 as "ceil(box size / bins) points per box", a count that depends
-        # on each box's size; the TensorFlow twin cannot vectorise a data-dependent grid, so neither twin takes it.
-        raise ValueError(f"sampling_ratio: expected a positive integer (sampling points per bin and axis); "
-                         f"received {sampling_ratio!r}. The adaptive mode (<= 0) samples a box-size-dependent "
-                         f"number of points, which has no fixed-shape (graph, XLA, ONNX) form")
-    return out_hw
 
 
 __all__ = ["roi_align"]

@@ -63,6 +63,11 @@ class DetectionSplit:
         """Per image ``{"boxes": [N, 4] float32, "labels": [N] int64}``: torchvision's detection target format."""
         return [{"boxes": b, "labels": y} for b, y in zip(self.boxes, self.labels)]
 
+    def head(self, n: int) -> "DetectionSplit":
+        """The first ``n`` images of the split, with their objects."""
+        return DetectionSplit(self.images[:n], self.boxes[:n], self.labels[:n], self.masks[:n],
+                              self.visible_masks[:n], self.visible_fraction[:n])
+
     @property
     def num_objects(self) -> np.ndarray:
         """[N] int64: objects per image."""

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from shared.anchors import check_roi_args
+
 
 def roi_align(features, boxes, batch_index, output_size, spatial_scale: float = 1.0, sampling_ratio: int = 2,
               aligned: bool = True) -> tf.Tensor:
@@ -53,7 +55,8 @@ def roi_align(features, boxes, batch_index, output_size, spatial_scale: float = 
                          f"shape {features.shape.as_list() if features.shape.rank is not None else 'unknown'}")
     boxes = tf.cast(tf.convert_to_tensor(boxes, dtype_hint=features.dtype), features.dtype)
     batch_index = tf.convert_to_tensor(batch_index, dtype_hint=tf.int32)
-    out_h, out_w = _check_roi_args(boxes.shape, batch_index.shape, output_size, spatial_scale, sampling_ratio)
+    out_h, out_w = check_roi_args(_dims(boxes.shape), _dims(batch_index.shape), output_size, spatial_scale,
+                                  sampling_ratio)
     if batch_index.dtype.is_floating:
         raise ValueError(f"batch_index: expected an integer tensor; received dtype {batch_index.dtype.name}")
     batch_index = tf.cast(batch_index, tf.int32)
@@ -127,27 +130,11 @@ def _bilinear_axis(coords: tf.Tensor, size: tf.Tensor):
     return low, high, (1.0 - frac) * inside, frac * inside
 
 
-def _check_roi_args(boxes_shape, index_shape, output_size, spatial_scale, sampling_ratio) -> tuple[int, int]:
-    """Validate the arguments both twins share; returns (out_h, out_w)."""
-    if boxes_shape.rank is not None and (boxes_shape.rank != 2 or boxes_shape[-1] not in (4, None)):
-        raise ValueError(f"boxes: expected shape [K, 4] (x1, y1, x2, y2); received shape {boxes_shape.as_list()}")
-    k = boxes_shape[0] if boxes_shape.rank is not None else None
-    if index_shape.rank is not None and (index_shape.rank != 1 or (k is not None and index_shape[0] not in (k, None))):
-        raise ValueError(f"batch_index: expected shape [{k}] (one image index per box); received shape "
-                         f"{index_shape.as_list()}")
-    out_hw = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
-    if len(out_hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in out_hw):
-        raise ValueError(f"output_size: expected a positive int or (out_h, out_w); received {output_size!r}")
-    if not spatial_scale > 0:
-        raise ValueError(f"spatial_scale: expected a positive number (feature pixels per image pixel); received "
-                         f"{spatial_scale!r}")
-    if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int) or sampling_ratio < 1:
-        # torchvision reads sampling_ratio <= 0 as "ceil(box size / bins) points per box", a count that depends
-        # on each box's size: no fixed-shape gather can express it, so neither twin takes it.
-        raise ValueError(f"sampling_ratio: expected a positive integer (sampling points per bin and axis); "
-                         f"received {sampling_ratio!r}. The adaptive mode (<= 0) samples a box-size-dependent "
-                         f"number of points, which has no fixed-shape (graph, XLA, ONNX) form")
-    return out_hw
+
+
+def _dims(shape: tf.TensorShape) -> tuple | None:
+    """A static shape as a tuple (None for unknown dimensions), or None for an unknown rank."""
+    return None if shape.rank is None else tuple(shape.as_list())
 
 
 __all__ = ["roi_align"]
