@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from shared.specs import FRAMEWORKS, PRESETS, TASKS, SpecError, check_framework, check_task, get_spec
+from shared.specs import (FRAMEWORKS, PRESETS, TASKS, SpecError, check_framework, check_task, get_spec,
+                          run_name)
 
 SCHEMA = "twinvision.results/1"
 DEFAULT_HOME = Path(".twinvision")
@@ -35,30 +36,37 @@ def _cmd_tasks(args) -> int:
 
 
 def _cmd_parity(args) -> int:
-    check_task(args.task)  # before the (slow) framework imports
+    entry = check_task(args.task)  # before the (slow) framework imports
+    if args.variant is not None and args.variant not in entry.variants:
+        raise SpecError(f"unknown variant {args.variant!r} of task {args.task!r}; expected one of "
+                        f"{sorted(entry.variants)}")
     from . import parity
     from .env import run_info
 
     levels = tuple(args.levels.split(",")) if args.levels else parity.LEVELS
-    started = time.perf_counter()
-    entries = parity.run_parity(args.task, args.preset, levels,
-                                progress=lambda lv: print(f"[{args.task}] parity level {lv} ...", flush=True))
-    failed = [e for e in entries if not e["ok"]]
-    print(f"\n{'level':<10} {'a':<28} {'b':<28} {'worst output':<40} {'max_abs':>10} {'tol':>10}  result")
-    for row in parity.summarize(entries):
-        print(f"{row['what'].split('/')[0]:<10} {row['a']:<28} {row['b']:<28} {row['what']:<40} "
-              f"{row['max_abs']:>10.3g} {row['tol']:>10.3g}  {row['count'] - row['failed']}/{row['count']} ok")
-    print(f"\n{len(entries) - len(failed)}/{len(entries)} parity checks ok in {time.perf_counter() - started:.1f}s")
-    for e in failed:
-        print(f"BREACH {e['a']} vs {e['b']} {e['what']}: max_abs {e['max_abs']:.3g} > tol {e['tol']:.3g}"
+    variants = [args.variant] if args.variant else [None, *entry.variants]
+    started, runs, failed = time.perf_counter(), {}, []
+    for variant in variants:
+        name = run_name(args.task, variant)
+        entries = parity.run_parity(args.task, args.preset, levels, variant=variant,
+                                    progress=lambda lv, n=name: print(f"[{n}] parity level {lv} ...", flush=True))
+        broken = [e for e in entries if not e["ok"]]
+        runs[name] = {"status": "ok" if not broken else "failed", "variant": variant,
+                      "errors": [f"{e['what']}: {e['a']} vs {e['b']}" for e in broken], "parity": entries}
+        failed += [(name, e) for e in broken]
+        print(f"\n{name}\n{'level':<10} {'a':<28} {'b':<28} {'worst output':<40} {'max_abs':>10} {'tol':>10}  result")
+        for row in parity.summarize(entries):
+            print(f"{row['what'].split('/')[0]:<10} {row['a']:<28} {row['b']:<28} {row['what']:<40} "
+                  f"{row['max_abs']:>10.3g} {row['tol']:>10.3g}  {row['count'] - row['failed']}/{row['count']} ok")
+    total = sum(len(r["parity"]) for r in runs.values())
+    print(f"\n{total - len(failed)}/{total} parity checks ok in {time.perf_counter() - started:.1f}s")
+    for name, e in failed:
+        print(f"BREACH [{name}] {e['a']} vs {e['b']} {e['what']}: max_abs {e['max_abs']:.3g} > tol {e['tol']:.3g}"
               + (f" ({e['error']})" if "error" in e else ""), file=sys.stderr)
     if args.json:
         from shared.weights import write_atomic
 
-        results = {"schema": SCHEMA, "run": run_info(args.preset),
-                   "tasks": {args.task: {"status": "ok" if not failed else "failed",
-                                         "errors": [f"{e['what']}: {e['a']} vs {e['b']}" for e in failed],
-                                         "parity": entries}}}
+        results = {"schema": SCHEMA, "run": run_info(args.preset), "tasks": runs}
         write_atomic(args.json, json.dumps(results, indent=2))
         print(f"wrote {args.json}")
     return 1 if failed else 0
@@ -109,7 +117,7 @@ def _cmd_bench(args) -> int:
 
     threads = args.threads or os.cpu_count() or 1
     B.set_threads(threads)
-    result = TaskRun(args.task, args.profile, Path(args.cache), threads, Progress(steps_per_task())).run()
+    result = TaskRun(args.task, args.profile, Path(args.cache), threads, Progress(steps_per_task(args.task))).run()
     print(f"\n{'backend':<30} {'batch':>5} {'p50 ms':>10} {'p90 ms':>10} {'cv':>6} {'runs':>5}")
     for r in result["speed"]:
         print(f"{r['backend']:<30} {r['batch']:>5} {r['p50_ms']:>10.4g} {r['p90_ms']:>10.4g} {r['cv']:>6.2f} "
@@ -203,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, help=f"one of {sorted(TASKS)}")
     p.add_argument("--preset", default="tiny", choices=PRESETS)
     p.add_argument("--levels", help="comma-separated subset of forward,gradients,training,onnx")
+    p.add_argument("--variant", help="one variant of the task (default: the main model and every variant)")
     p.add_argument("--json", type=Path, help="write results.json (schema twinvision.results/1) here")
     p.set_defaults(func=_cmd_parity)
 

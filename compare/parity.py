@@ -149,28 +149,34 @@ def onnx_parity(spec, twins: dict[str, Twin], images: np.ndarray, seed: int = 0,
 
 
 def postprocess_parity(spec, twins: dict[str, Twin], images: np.ndarray, tensors: dict[str, np.ndarray]) -> list[dict]:
-    """L5 for detectors: both twins' post-processed detections from the same canonical weights ``tensors``.
-
-    Per image, each torch detection is paired with the not yet paired
-    TensorFlow detection of the same class that overlaps it most. Entries:
-    ``postprocess/detections`` (detections per image, exactly equal),
-    ``postprocess/box_iou`` (``max_abs`` is 1 - the worst pair's IoU, or 1 when
-    a detection has no partner; ``tol`` is 1 - ``spec.tolerances.postprocess_iou``)
-    and ``postprocess/scores`` (paired scores, within ``postprocess_score`` absolute).
-    """
-    from shared.anchors import box_iou
-
+    """L5 for detectors: both twins' post-processed detections from the same canonical weights ``tensors``
+    (``detection_parity``: the same detections per image, paired boxes and scores within tolerance)."""
     detections = {}
     for fw, t in twins.items():
         model = t.task.build_model(spec)
         t.bridge.import_weights(model, tensors)
         detections[fw] = t.task.postprocess(t.task.predict(model, images), spec)
-    a, b = detections["torch"], detections["tensorflow"]
-    counts = [np.array([len(d["scores"]) for d in side], np.float64) for side in (a, b)]
+    return detection_parity(spec, "torch", detections["torch"], "tensorflow", detections["tensorflow"])
+
+
+def detection_parity(spec, name_a: str, a: list[dict], name_b: str, b: list[dict], what: str = "postprocess",
+                     min_score: float = 0.0) -> list[dict]:
+    """Two sets of post-processed detections of the same images, compared.
+
+    Per image, each detection of ``a`` scoring at least ``min_score`` is paired with the not yet paired
+    detection of ``b`` of the same class that overlaps it most (of any score, so a partner that fell just
+    under the cut still pairs). Entries: ``<what>/detections`` (per image, how many score at least
+    ``min_score``; exactly equal when ``min_score`` is 0), ``<what>/box_iou`` (``max_abs`` is 1 - the worst
+    pair's IoU, or 1 when a detection has no partner; ``tol`` is 1 - ``spec.tolerances.postprocess_iou``)
+    and ``<what>/scores`` (paired scores, within ``postprocess_score`` absolute).
+    """
+    from shared.anchors import box_iou
+
+    counts = [np.array([int((d["scores"] >= min_score).sum()) for d in side], np.float64) for side in (a, b)]
     ious, scores_a, scores_b, unpaired = [], [], [], 0
     for da, db in zip(a, b):
         free = np.ones(len(db["scores"]), bool)
-        for i in range(len(da["scores"])):
+        for i in np.flatnonzero(da["scores"] >= min_score):
             candidates = np.flatnonzero(free & (db["labels"] == da["labels"][i]))
             if not candidates.size:
                 unpaired += 1
@@ -185,28 +191,32 @@ def postprocess_parity(spec, twins: dict[str, Twin], images: np.ndarray, tensors
             ious.append(float(overlap.max()))
             scores_a.append(float(da["scores"][i]))
             scores_b.append(float(db["scores"][j]))
-    entries = [entry("torch", "tensorflow", "postprocess/detections", counts[0], counts[1], 0.0)]
+    # With a score cut, a detection just above it on one side may sit just under it on the other: the
+    # counts are then compared within one detection per image, and the pairing above decides.
+    entries = [entry(name_a, name_b, f"{what}/detections", counts[0], counts[1], 0.0 if min_score == 0 else 1.0,
+                     reference=np.ones(1))]
     worst = 1.0 if unpaired or not ious else 1.0 - min(ious)
     tol = 1.0 - spec.tolerances.postprocess_iou
-    iou_entry = {"a": "torch", "b": "tensorflow", "what": "postprocess/box_iou", "max_abs": worst, "tol": tol,
+    iou_entry = {"a": name_a, "b": name_b, "what": f"{what}/box_iou", "max_abs": worst, "tol": tol,
                  "ok": bool(ious) and not unpaired and worst <= tol}
     if unpaired or not ious:
-        iou_entry["error"] = f"{unpaired} of {int(counts[0].sum())} torch detections have no TensorFlow partner " \
+        iou_entry["error"] = f"{unpaired} of {int(counts[0].sum())} {name_a} detections have no {name_b} partner " \
                              f"of the same class"
     entries.append(iou_entry)
     # Scores are probabilities: the tolerance is absolute (reference 1).
-    entries.append(entry("torch", "tensorflow", "postprocess/scores", np.array(scores_a), np.array(scores_b),
+    entries.append(entry(name_a, name_b, f"{what}/scores", np.array(scores_a), np.array(scores_b),
                          spec.tolerances.postprocess_score, reference=np.ones(1)))
     return entries
 
 
 def run_parity(task: str, preset: str = "tiny", levels: tuple[str, ...] = LEVELS, seed: int = 0,
-               batch: int = 8, progress: Callable[[str], None] | None = None) -> list[dict]:
-    """All requested levels for ``task`` at ``preset``; a list of result-schema parity entries."""
+               batch: int = 8, progress: Callable[[str], None] | None = None,
+               variant: str | None = None) -> list[dict]:
+    """All requested levels for ``task`` (or its ``variant``) at ``preset``; a list of result-schema parity entries."""
     unknown = [lv for lv in levels if lv not in LEVELS]
     if unknown:
         raise ValueError(f"unknown parity levels {unknown}; expected a subset of {list(LEVELS)}")
-    spec = get_spec(task, preset)
+    spec = get_spec(task, preset, variant)
     twins = load_twins(task)
     data = D.load(spec)
     images, targets = data.train.images[:batch], data.train.targets[:batch]

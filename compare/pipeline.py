@@ -24,15 +24,16 @@ import numpy as np
 
 from shared import data as D
 from shared.metrics import PRIMARY_METRIC, evaluate_outputs
-from shared.specs import FRAMEWORKS, get_spec
+from shared.specs import FRAMEWORKS, get_spec, run_name
 from shared.weights import write_atomic
 
 from . import backends as B
 from . import speed as S
 from .cache import TaskCache
 from .frameworks import load_twins
-from .parity import entry, run_parity
+from .parity import detection_parity, entry, run_parity
 from .size import artifact_bytes
+from .studies import StudyContext, studies_for
 
 PROFILES = {
     # profile: (model preset, timing budget, batch sizes)
@@ -45,6 +46,9 @@ COMPRESSION = {"quick": {"steps": 8, "sparsities": (0.5,), "clusters": 16, "clus
                "standard": {"steps": 40, "sparsities": (0.5, 0.8), "clusters": 16, "cluster_lr": 1e-4,
                             "calibration": 256}}
 REFERENCE = "torch"  # whose trained weights every backend runs
+# Served detections are compared from this score up: well above the post-processing's own score cut
+# (0.01), where float noise between backends can move a detection across it.
+SERVED_MIN_SCORE = 0.05
 
 
 @dataclass
@@ -69,10 +73,20 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def steps_per_task() -> int:
-    """data, parity, export, quantize, compression; training per framework; quality and speed per backend."""
+def steps_per_task(task: str | None = None, variant: str | None = None) -> int:
+    """data, parity, export, quantize, compression; training per framework; quality and speed per backend;
+    the task's studies. A variant run has no quantize or compression step and no quantized backends."""
+    studies = len(studies_for(task, variant)) if task else 0
+    if variant is not None:
+        return 3 + len(FRAMEWORKS) + len(B.BACKENDS) * 2 + studies
     backends = len(B.BACKENDS) + len(B.QUANTIZED)
-    return 5 + len(FRAMEWORKS) + backends * 2
+    return 5 + len(FRAMEWORKS) + backends * 2 + studies
+
+
+def _model_name(spec) -> str | None:
+    """The model family a spec builds, for the report's headings (a detector's name; None elsewhere)."""
+    model = getattr(spec, "model", None)
+    return getattr(model, "detector", None)
 
 
 def _torch_parts(model, keys):
@@ -90,17 +104,24 @@ def _torch_parts(model, keys):
 
 
 class TaskRun:
-    """Collects one task's results in the schema of ARCHITECTURE.md, plus what the report draws."""
+    """Collects one task's results in the schema of ARCHITECTURE.md, plus what the report draws.
 
-    def __init__(self, task: str, profile: str, cache_root: Path, threads: int, progress: Progress):
+    With ``variant`` (a model of ``TaskEntry.variants``), the run covers training, parity, exports and
+    the fp32 backends; the quantization and compression studies belong to the task's main model.
+    """
+
+    def __init__(self, task: str, profile: str, cache_root: Path, threads: int, progress: Progress,
+                 variant: str | None = None):
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
         self.task, self.profile, self.threads, self.progress = task, profile, threads, progress
+        self.variant, self.name = variant, run_name(task, variant)
         self.preset, self.budget, self.batches = PROFILES[profile]
-        self.spec = get_spec(task, self.preset)
-        self.cache = TaskCache(cache_root, task, self.preset, self.spec)
+        self.spec = get_spec(task, self.preset, variant)
+        self.cache = TaskCache(cache_root, self.name, self.preset, self.spec)
         self.result = {"status": "ok", "errors": [], "parity": [], "speed": [], "size": [], "quality": {},
-                       "backends": [], "training": {}, "exports": [], "preset": self.preset}
+                       "backends": [], "training": {}, "exports": [], "preset": self.preset, "task": task,
+                       "variant": variant, "model": _model_name(self.spec)}
 
     # -- bookkeeping -------------------------------------------------------------------------------
     def _evaluate(self, outputs: dict, split, framework: str) -> dict:
@@ -118,7 +139,7 @@ class TaskRun:
     # -- the steps ---------------------------------------------------------------------------------
     def run(self) -> dict:
         twins = self._twins = load_twins(self.task)
-        self.progress.step(self.task, "data")
+        self.progress.step(self.name, "data")
         data = D.load(self.spec)
         models = self._train(twins, data)
         self._parity_levels()
@@ -128,12 +149,14 @@ class TaskRun:
         reference = self._reference_models(twins, models)
         artifacts = self._export(twins, reference)
         runners = self._runners(reference, artifacts)
-        quantized = self._quantize(twins, reference, artifacts, data)
+        quantized = self._quantize(twins, reference, artifacts, data) if self.variant is None else {}
         self._backend_matrix(runners, data)
         self._quantized_quality(quantized, runners, data)
-        self._compression(twins, reference, data)
+        if self.variant is None:
+            self._compression(twins, reference, data)
         self._speed({**runners, **quantized}, data, reference)
         self._quantization_summary()
+        self._studies(twins, data, models)
         if self.result["errors"]:
             self.result["status"] = "failed" if not runners else "ok"
         return self.result
@@ -141,7 +164,7 @@ class TaskRun:
     def _train(self, twins, data) -> dict:
         models = {}
         for fw, twin in twins.items():
-            self.progress.step(self.task, f"train {fw}")
+            self.progress.step(self.name, f"train {fw}")
             try:
                 weights = self.cache.path(f"trained-{fw}.safetensors")
                 history_path = self.cache.path(f"trained-{fw}.history.json")
@@ -168,10 +191,20 @@ class TaskRun:
                 self._fail(f"train {fw}", err)
         return models
 
+    def _studies(self, twins, data, models) -> None:
+        """The task's own studies (compare.studies), each recorded as failed on its own if it breaks."""
+        context = StudyContext(self.spec, data, twins, models, self.cache, self.progress.printer)
+        for study in studies_for(self.task, self.variant):
+            self.progress.step(self.name, f"study: {study.run.__name__}")
+            try:
+                self.result.setdefault("studies", []).append(study.run(context))
+            except Exception as err:  # noqa: BLE001
+                self._fail(f"study {study.run.__name__}", err)
+
     def _parity_levels(self) -> None:
-        self.progress.step(self.task, "parity levels L1-L4 (tiny preset)")
+        self.progress.step(self.name, "parity levels L1-L4 (tiny preset)")
         try:
-            self.result["parity"].extend(run_parity(self.task, "tiny"))
+            self.result["parity"].extend(run_parity(self.task, "tiny", variant=self.variant))
         except Exception as err:  # noqa: BLE001
             self._fail("parity levels", err)
 
@@ -187,7 +220,7 @@ class TaskRun:
         return reference
 
     def _export(self, twins, reference) -> dict[str, Path]:
-        self.progress.step(self.task, "export artifacts")
+        self.progress.step(self.name, "export artifacts")
         spec, artifacts = self.spec, {}
         plan = [
             ("safetensors", "torch", "model.safetensors",
@@ -234,7 +267,7 @@ class TaskRun:
     # -- quantization and compression (seed answers 11 and 28) ---------------------------------------
     def _quantize(self, twins, reference, artifacts, data) -> dict[str, B.Runner]:
         """Every quantized variant as a runner; artifacts cached, failures recorded per variant."""
-        self.progress.step(self.task, "quantize: TFLite fp16 / dynamic / int8, QAT, torch pt2e int8, ORT int8")
+        self.progress.step(self.name, "quantize: TFLite fp16 / dynamic / int8, QAT, torch pt2e int8, ORT int8")
         from pytorch_impl import quantize as PQ
         from pytorch_impl.export import export_onnx
         from tensorflow_impl import quantize as TQ
@@ -309,7 +342,7 @@ class TaskRun:
         reference = runners.get("torch") if self.spec.task == "classification" else None
         ref_pred = reference.predict(data.test.images)[self.spec.output_keys[0]].argmax(-1) if reference else None
         for name, runner in list(quantized.items()):
-            self.progress.step(self.task, f"{name}: quality")
+            self.progress.step(self.name, f"{name}: quality")
             try:
                 full = runner.predict(data.test.images, batch=32)
                 metrics = self._evaluate(full, data.test, B.QUANTIZED[name][0])
@@ -325,7 +358,7 @@ class TaskRun:
 
     def _compression(self, twins, reference, data) -> None:
         """Pruning (both frameworks) and weight clustering (tfmot): accuracy against sparsity and compressed size."""
-        self.progress.step(self.task, "compression: pruning and clustering")
+        self.progress.step(self.name, "compression: pruning and clustering")
         import gzip
 
         from pytorch_impl import quantize as PQ
@@ -411,7 +444,7 @@ class TaskRun:
         """Quality of every backend on the test split, and every pair's max diff on one batch."""
         outputs = {}
         for name, runner in list(runners.items()):
-            self.progress.step(self.task, f"{name}: quality and parity batch")
+            self.progress.step(self.name, f"{name}: quality and parity batch")
             try:
                 full = runner.predict(data.test.images, batch=32)
                 metrics = self._evaluate(full, data.test, B.SOURCE[name])
@@ -432,6 +465,20 @@ class TaskRun:
                 for key in self.spec.output_keys:
                     self.result["parity"].append(entry(a, b, f"backends/{key}", outputs[a][key], outputs[b][key],
                                                        self.spec.tolerances.onnx))
+        self._served_detections(outputs)
+
+    def _served_detections(self, outputs: dict) -> None:
+        """For tasks with a post-processing step (detectors): each backend's raw outputs post-processed by the
+        twin of its source framework, as that framework would serve them, against the reference backend's
+        detections (L5 on the trained model: NMS runs after the exported graph, in the framework)."""
+        if REFERENCE not in outputs or not all(hasattr(t.task, "postprocess") for t in self._twins.values()):
+            return
+        served = {name: self._twins[B.SOURCE[name]].task.postprocess(out, self.spec) for name, out in outputs.items()}
+        for name in outputs:
+            if name != REFERENCE:
+                self.result["parity"].extend(detection_parity(self.spec, REFERENCE, served[REFERENCE], name,
+                                                              served[name], "backends/served",
+                                                              min_score=SERVED_MIN_SCORE))
 
     def _backend_row(self, name: str) -> dict:
         return next(row for row in self.result["backends"] if row["name"] == name)
@@ -447,7 +494,7 @@ class TaskRun:
             self._fail("FLOP count", err)
         self.result["flops_per_image"] = flops
         for name, runner in list(runners.items()):
-            self.progress.step(self.task, f"{name}: speed at batch {', '.join(map(str, self.batches))}")
+            self.progress.step(self.name, f"{name}: speed at batch {', '.join(map(str, self.batches))}")
             for batch in self.batches:
                 try:
                     images = np.ascontiguousarray(data.test.images[:batch])

@@ -73,15 +73,20 @@ class Trainer:
         return {k: float(v.detach()) for k, v in losses.items()}, bridge.gradients(self.model)
 
     def fit(self, images: torch.Tensor, targets: torch.Tensor, plan: list[list[np.ndarray]],
-            evaluate: Callable[[], dict] | None = None, progress: bool = True) -> list[dict]:
-        """Train over ``plan`` (per epoch, batch index arrays); returns one history row per epoch."""
+            evaluate: Callable[[], dict] | None = None, progress: bool = True,
+            augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[dict]:
+        """Train over ``plan`` (per epoch, batch index arrays); returns one history row per epoch.
+
+        augment: applied to each batch of images before its step (targets unchanged).
+        """
         history, elapsed = [], 0.0
         for epoch, batches in enumerate(plan):
             start, total, count = time.perf_counter(), 0.0, 0
             bar = tqdm(batches, desc=f"torch epoch {epoch + 1}/{len(plan)}", disable=not progress, leave=False)
             for idx in bar:
                 idx_t = torch.as_tensor(idx, device=images.device)
-                loss = self.step(images[idx_t], targets[idx_t])
+                x = images[idx_t] if augment is None else augment(images[idx_t])
+                loss = self.step(x, targets[idx_t])
                 total, count = total + loss * len(idx), count + len(idx)
                 bar.set_postfix(loss=f"{total / count:.4f}")
             elapsed += time.perf_counter() - start

@@ -112,16 +112,18 @@ class _FitAdapter(keras.Model):
 class _PlanBatches(keras.utils.PyDataset):
     """Serves the batches of a shared batch plan, epoch by epoch, in order."""
 
-    def __init__(self, images: np.ndarray, targets: np.ndarray, plan: list[list[np.ndarray]]):
+    def __init__(self, images: np.ndarray, targets: np.ndarray, plan: list[list[np.ndarray]], augment=None):
         super().__init__()
         self.images, self.targets, self.plan, self.epoch = images, targets, plan, 0
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.plan[min(self.epoch, len(self.plan) - 1)])
 
     def __getitem__(self, i):
         idx = self.plan[min(self.epoch, len(self.plan) - 1)][i]
-        return self.images[idx], self.targets[idx]
+        images = self.images[idx]
+        return (images if self.augment is None else self.augment(images)), self.targets[idx]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -174,10 +176,14 @@ class Trainer:
         return {k: float(v) for k, v in losses.items()}, bridge.gradients(self.model, variables, grads)
 
     def fit(self, images: np.ndarray, targets: np.ndarray, plan: list[list[np.ndarray]],
-            evaluate: Callable[[], dict] | None = None, progress: bool = True) -> list[dict]:
-        """Train over ``plan`` (per epoch, batch index arrays); returns one history row per epoch."""
+            evaluate: Callable[[], dict] | None = None, progress: bool = True,
+            augment: Callable | None = None) -> list[dict]:
+        """Train over ``plan`` (per epoch, batch index arrays); returns one history row per epoch.
+
+        augment: applied to each batch of images before its step (targets unchanged).
+        """
         history = _History(evaluate, progress)
         with tf.device(self.device):
-            self.adapter.fit(_PlanBatches(images, targets, plan), epochs=len(plan), shuffle=False,
+            self.adapter.fit(_PlanBatches(images, targets, plan, augment), epochs=len(plan), shuffle=False,
                              verbose=1 if progress else 0, callbacks=[history])
         return history.rows

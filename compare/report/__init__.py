@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from shared.specs import ready_tasks
+from shared.specs import TASKS, ready_tasks, run_name
 from shared.weights import write_atomic
 
 from .. import backends as B
@@ -57,15 +57,17 @@ def run_report(tasks: list[str] | None = None, profile: str = "standard", out: s
     results["run"]["matmul_peak"] = matmul_peak_gflops(threads)
     printer(f"twinvision report: {', '.join(tasks)} ({profile} profile, {threads} threads, fp32 matmul peak "
             f"{results['run']['matmul_peak']['gflops']:.0f} GFLOP/s)")
-    progress = Progress(steps_per_task() * len(tasks), printer=printer)
+    runs = [(task, variant) for task in tasks for variant in (None, *TASKS[task].variants)]
+    progress = Progress(sum(steps_per_task(task, variant) for task, variant in runs), printer=printer)
     started = time.perf_counter()
-    for task in tasks:
+    for task, variant in runs:
+        name = run_name(task, variant)
         try:
-            results["tasks"][task] = TaskRun(task, profile, Path(cache), threads, progress).run()
+            results["tasks"][name] = TaskRun(task, profile, Path(cache), threads, progress, variant).run()
         except Exception as err:  # noqa: BLE001 - one failing task is recorded, the others still run
-            results["tasks"][task] = {"status": "failed", "errors": [f"{type(err).__name__}: {err}"],
+            results["tasks"][name] = {"status": "failed", "errors": [f"{type(err).__name__}: {err}"],
                                       "tracebacks": [traceback.format_exc(limit=8)], "parity": [], "speed": [],
-                                      "size": [], "quality": {}}
+                                      "size": [], "quality": {}, "task": task, "variant": variant}
         write_atomic(out / "results.json", json.dumps(results, indent=1, default=str))
     code = code_evidence()
     results["code"] = code

@@ -151,3 +151,30 @@ def quantization_tradeoff(rows: list[dict]) -> str:
     ax2.set_title(f"{metric} vs latency")
     fig.tight_layout()
     return _svg(fig)
+
+
+def study_plot(plot: dict) -> str | None:
+    """A study's plot (compare.studies): ``bars`` (grouped, one group per label) or ``lines`` (one line per
+    series over the labels); None values are gaps."""
+    labels, series = plot.get("labels") or [], plot.get("series") or {}
+    if not labels or not series:
+        return None
+    fig, ax = _figure(height=3.0)
+    x = np.arange(len(labels))
+    values = {name: np.array([np.nan if v is None else v for v in vals], dtype=float) for name, vals in series.items()}
+    if plot["kind"] == "bars":
+        width = 0.8 / len(values)
+        for i, (name, vals) in enumerate(values.items()):
+            ax.bar(x + i * width, vals, width, label=name, edgecolor="black", linewidth=0.4)
+        ax.set_xticks(x + width * (len(values) - 1) / 2, labels, rotation=20, ha="right")
+    else:
+        for name, vals in values.items():
+            color = COLORS.get(name.split()[0], None)
+            ax.plot(x, vals, marker="o", label=name, color=color, linestyle="--" if "erasing" in name else "-")
+        ax.set_xticks(x, labels)
+    ax.set_ylabel(plot.get("ylabel", ""))
+    if plot.get("xlabel"):
+        ax.set_xlabel(plot["xlabel"])
+    ax.set_title(plot.get("title", ""))
+    ax.legend(frameon=False, fontsize=8)
+    return _svg(fig)

@@ -36,11 +36,31 @@ def task_plots(task: dict, peak: float, metric: str = "accuracy") -> dict[str, s
         "quantization": lambda: plots.quantization_tradeoff(task["quantization"]) if task.get("quantization")
         else None,
     }
+    for study in task.get("studies", []):
+        draw[f"study-{study['name']}"] = lambda study=study: plots.study_plot(study["plot"]) if study.get("plot") \
+            else None
     for name, make in draw.items():
         svg = make()
         if svg:
             out[name] = svg
     return out
+
+
+def study_images(task: dict, name: str, out: Path) -> dict[str, dict[str, str]]:
+    """Per study, its PNG images copied beside the report (``plots/``) and inlined for the HTML; an image
+    whose file has gone (a cleared cache) is skipped."""
+    images = {}
+    for study in task.get("studies", []):
+        for key, path in study.get("images", {}).items():
+            path = Path(path)
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+            write_atomic(out / "plots" / f"{name}-{study['name']}-{key}.png", data)
+            images.setdefault(study["name"], {})[key] = {
+                "uri": "data:image/png;base64," + base64.b64encode(data).decode(),
+                "file": f"plots/{name}-{study['name']}-{key}.png"}
+    return images
 
 
 def _highlight(source: str) -> str:
@@ -72,10 +92,11 @@ def render(results: dict, out: str | Path) -> None:
     peak = results["run"].get("matmul_peak", {}).get("gflops", 0.0)
     sections = []
     for name, task in results["tasks"].items():
-        svgs = task_plots(task, peak, PRIMARY_METRIC.get(name, "accuracy"))
+        svgs = task_plots(task, peak, PRIMARY_METRIC.get(task.get("task", name), "accuracy"))
         for plot, svg in svgs.items():
             write_atomic(out / "plots" / f"{name}-{plot}.svg", svg)
         sections.append({"name": name, "task": task, "plots": {k: _data_uri(v) for k, v in svgs.items()},
+                         "images": study_images(task, name, out),
                          "plot_files": {k: f"plots/{name}-{k}.svg" for k in svgs},
                          "parity_summary": summarize(task.get("parity", [])) if task.get("parity") else []})
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),

@@ -43,8 +43,23 @@ def train(spec: DetectionSpec, data: DetectionData | None = None, *, model: SSD 
     plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
     trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=dev)
     history = trainer.fit(images, targets, plan, evaluate=lambda: evaluate(model, data.test, spec, dev),
-                          progress=progress)
+                          progress=progress, augment=random_erasing(spec))
     return model.cpu(), history
+
+
+def random_erasing(spec: DetectionSpec):
+    """The occlusion augmentation of ``spec.erasing`` as a batch -> batch function (None when it is off).
+
+    torchvision's RandomErasing draws one rectangle per call, so it runs per image: with probability
+    ``p`` a rectangle of ``scale`` of the area and aspect ratio in ``ratio``, filled with normal noise.
+    """
+    from torchvision.transforms import v2
+
+    erasing = spec.erasing
+    if erasing.probability == 0.0:
+        return None
+    erase = v2.RandomErasing(p=erasing.probability, scale=erasing.scale, ratio=erasing.ratio, value="random")
+    return lambda images: torch.stack([erase(image) for image in images])
 
 
 def train_steps(model: SSD, spec: DetectionSpec, images: np.ndarray, targets, batches: list[np.ndarray],

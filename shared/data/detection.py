@@ -197,7 +197,7 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
     return np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
 
 
-def to_coco(split: DetectionSplit, segmentation: str | None = None) -> dict:
+def to_coco(split: DetectionSplit, segmentation: str | None = None, ignore=None) -> dict:
     """The split's ground truth as the COCO dict that ``pycocotools.coco.COCO`` loads.
 
     images: ``id`` is the image's index in the split. annotations: ``id``
@@ -207,9 +207,14 @@ def to_coco(split: DetectionSplit, segmentation: str | None = None) -> dict:
     pixel count, the object's true size for COCO's small / medium / large
     ranges; ``iscrowd`` is 0. segmentation: None (boxes only), ``"visible"``
     or ``"full"``: which mask to add, as uncompressed RLE, for segm evaluation.
+    ignore: per image, a bool array over its objects; True marks the object
+    ``iscrowd`` 1, which COCOeval neither counts as a miss nor lets make a
+    false positive of the detection it absorbs (to score a subset of objects).
     """
     if segmentation not in (None, "visible", "full"):
         raise ValueError(f"segmentation: expected None, 'visible' or 'full'; received {segmentation!r}")
+    if ignore is not None and len(ignore) != len(split):
+        raise ValueError(f"ignore: expected one bool array per image ({len(split)}); received {len(ignore)}")
     h, w = split.images.shape[1:3]
     images = [{"id": i, "width": int(w), "height": int(h), "file_name": f"{i:06d}.png"} for i in range(len(split))]
     annotations = []
@@ -217,7 +222,8 @@ def to_coco(split: DetectionSplit, segmentation: str | None = None) -> dict:
         for k, (box, label) in enumerate(zip(split.boxes[i], split.labels[i])):
             x1, y1, x2, y2 = (float(v) for v in box)
             ann = {"id": len(annotations) + 1, "image_id": i, "category_id": int(label),
-                   "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(split.masks[i][k].sum()), "iscrowd": 0}
+                   "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(split.masks[i][k].sum()),
+                   "iscrowd": int(bool(ignore[i][k])) if ignore is not None else 0}
             if segmentation is not None:
                 mask = (split.visible_masks if segmentation == "visible" else split.masks)[i][k]
                 ann["segmentation"] = mask_to_rle(mask)

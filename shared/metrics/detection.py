@@ -22,7 +22,7 @@ STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
               "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
 
 
-def coco_metrics(predictions, split: DetectionSplit) -> dict:
+def coco_metrics(predictions, split: DetectionSplit, ignore=None) -> dict:
     """COCO bbox metrics of ``predictions`` against ``split``'s ground truth.
 
     predictions: one dict per image of the split, in order, with ``boxes``
@@ -30,6 +30,10 @@ def coco_metrics(predictions, split: DetectionSplit) -> dict:
     class ids): what both twins' ``postprocess`` return. Returns the
     ``STAT_NAMES`` as floats; a size range with no ground-truth object (COCO's
     -1) is None. No detections at all score 0.
+
+    ignore: per image, a bool array over its objects; those objects are left
+    out of the score (``to_coco``'s ``iscrowd``): how the occlusion study
+    scores one band of visible fraction at a time.
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -45,7 +49,7 @@ def coco_metrics(predictions, split: DetectionSplit) -> dict:
                             "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
-        gt.dataset = to_coco(split)
+        gt.dataset = to_coco(split, ignore=ignore)
         gt.createIndex()
         known = set(gt.getCatIds())
         unknown = sorted({r["category_id"] for r in results} - known)

@@ -29,6 +29,11 @@ class TaskEntry:
         only when asked by name (``--tasks NAME``); ``planned`` while the task
         is on the roadmap only.
     seed_answers: the numbers of the seed answers whose claims it measures.
+    presets: the main model's specs by preset (``tiny`` for tests, ``standard`` for the report).
+    variants: further models of the same task, each with its own presets (the detection task's
+        YOLO- and Faster R-CNN-style detectors beside its SSD). The report runs each variant
+        through training, parity, exports and the fp32 backends, as a section of its own
+        (``<task>.<variant>``); quantization and compression studies run on the main model only.
     """
 
     name: str
@@ -36,6 +41,7 @@ class TaskEntry:
     seed_answers: tuple[int, ...]
     status: str = "planned"
     presets: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    variants: dict[str, dict[str, Callable[[], Any]]] = field(default_factory=dict)
 
 
 TASKS: dict[str, TaskEntry] = {e.name: e for e in (
@@ -46,7 +52,9 @@ TASKS: dict[str, TaskEntry] = {e.name: e for e in (
     # Preview: the twins run through parity and the whole harness (`twinvision report --tasks detection`);
     # the default report adds it when the detection issue's quality targets are met.
     TaskEntry("detection", "anchors; SSD-, Faster R-CNN- and YOLO-style detectors", (5, 19, 23), "preview",
-              {"tiny": detection.tiny, "standard": detection.standard}),
+              {"tiny": detection.tiny, "standard": detection.standard},
+              {"yolo": {"tiny": detection.tiny_yolo, "standard": detection.standard_yolo},
+               "faster_rcnn": {"tiny": detection.tiny_faster_rcnn, "standard": detection.standard_faster_rcnn}}),
     TaskEntry("semantic_segmentation", "FCN, U-Net and atrous / DeepLab-style segmentation", (7, 20)),
     TaskEntry("instance_segmentation", "Mask R-CNN-style instance segmentation", (7, 21, 24)),
     TaskEntry("tracking", "SiamFC-style Siamese tracker", (6, 22)),
@@ -77,12 +85,29 @@ def check_framework(name: str) -> str:
     return name
 
 
-def get_spec(task: str, preset: str = "standard") -> Any:
-    """The spec of ``task`` at ``preset`` (``tiny`` for tests, ``standard`` for the report)."""
+def get_spec(task: str, preset: str = "standard", variant: str | None = None) -> Any:
+    """The spec of ``task`` at ``preset`` (``tiny`` for tests, ``standard`` for the report); with
+    ``variant``, the spec of that variant of the task (``TaskEntry.variants``)."""
     entry = check_task(task)
-    if preset not in entry.presets:
-        raise SpecError(f"unknown preset {preset!r} for task {task!r}; expected one of {sorted(entry.presets)}")
-    return entry.presets[preset]()
+    presets = entry.presets
+    if variant is not None:
+        if variant not in entry.variants:
+            raise SpecError(f"unknown variant {variant!r} of task {task!r}; expected one of {sorted(entry.variants)}")
+        presets = entry.variants[variant]
+    if preset not in presets:
+        raise SpecError(f"unknown preset {preset!r} for task {task!r}; expected one of {sorted(presets)}")
+    return presets[preset]()
+
+
+def run_name(task: str, variant: str | None = None) -> str:
+    """The key of one model's results in the report: the task, or ``<task>.<variant>``."""
+    return task if variant is None else f"{task}.{variant}"
+
+
+def split_run_name(name: str) -> tuple[str, str | None]:
+    """Inverse of ``run_name``: ``"detection.yolo"`` -> ``("detection", "yolo")``."""
+    task, _, variant = name.partition(".")
+    return task, variant or None
 
 
 def ready_tasks() -> list[str]:
@@ -90,4 +115,5 @@ def ready_tasks() -> list[str]:
 
 
 __all__ = ["FRAMEWORKS", "PRESETS", "RUNNABLE", "STATUSES", "TASKS", "TaskEntry", "ParityTolerances", "SpecError",
-           "TrainSpec", "check_framework", "check_task", "get_spec", "ready_tasks", "spec_key", "spec_to_dict"]
+           "TrainSpec", "check_framework", "check_task", "get_spec", "ready_tasks", "run_name", "spec_key",
+           "spec_to_dict", "split_run_name"]

@@ -41,8 +41,22 @@ def train(spec: DetectionSpec, data: DetectionData | None = None, *, model: SSD 
     plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
     trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=device)
     history = trainer.fit(images, targets, plan, evaluate=lambda: evaluate(model, data.test, spec, device),
-                          progress=progress)
+                          progress=progress, augment=random_erasing(spec))
     return model, history
+
+
+def random_erasing(spec: DetectionSpec):
+    """The occlusion augmentation of ``spec.erasing`` as a batch -> batch function (None when it is off).
+
+    keras.layers.RandomErasing draws, per image, whether to erase (``factor`` as a fixed probability)
+    and a rectangle of ``scale`` of the area, filled with normal noise (``fill_value=None``).
+    """
+    erasing = spec.erasing
+    if erasing.probability == 0.0:
+        return None
+    layer = keras.layers.RandomErasing(factor=(erasing.probability, erasing.probability), scale=erasing.scale,
+                                       fill_value=None, value_range=(0.0, 1.0), seed=spec.train.seed)
+    return lambda images: layer(images, training=True)
 
 
 def train_steps(model: SSD, spec: DetectionSpec, images: np.ndarray, targets, batches: list[np.ndarray],
