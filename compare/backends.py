@@ -22,6 +22,10 @@ from shared.data.validate import check_images
 BACKENDS = ("torch", "torch-compile", "tensorflow-eager", "tensorflow", "tensorflow-xla", "onnxruntime-from-torch",
             "onnxruntime-from-tensorflow", "tflite-fp32")
 
+# Backends that run the framework's own model object, no exported graph: all a model can use when its spec
+# says the whole network does not export (``spec.export_limit``).
+NATIVE = ("torch", "tensorflow-eager", "tensorflow")
+
 # Quantized backends (seed answers 11 and 28): name -> (framework, the fp32 backend it is compared with).
 QUANTIZED = {
     "tflite-fp16": ("tensorflow", "tflite-fp32"),

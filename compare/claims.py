@@ -1,5 +1,5 @@
 """The usual "PyTorch vs TensorFlow" claims (seed answers 13 and 30) and the quantization claims
-(answers 11 and 28), graded on this run's numbers.
+(answers 11 and 28) and the detectors (answer 5), graded on this run's numbers.
 
 Every verdict is computed from the results and the code, never typed in:
 ``supported``, ``refuted``, ``mixed``, or ``not measurable here`` with the reason.
@@ -252,6 +252,30 @@ def qat_vs_ptq(results: dict, code: dict, env: dict) -> tuple[str, str]:
     return MIXED, evidence
 
 
+def single_shot_faster(results: dict, code: dict, env: dict) -> tuple[str, str]:
+    """Single-shot detectors (SSD- and YOLO-style) against the two-stage one, same body, same backend."""
+    models = {t.get("model"): t for t in results["tasks"].values() if t.get("task") == "detection"}
+    two_stage = models.get("faster_rcnn")
+    single = {m: models[m] for m in ("ssd", "yolo") if m in models}
+    if not two_stage or not single:
+        return NOT_MEASURABLE, "needs the Faster R-CNN-style detector and a single-shot one in this run " \
+                               "(twinvision report --tasks detection)"
+    lines, flags = [], []
+    for backend in ("torch", "tensorflow"):
+        for batch in (1, 32):
+            slow = _p50(two_stage, backend, batch)
+            for name, task in single.items():
+                fast = _p50(task, backend, batch)
+                if slow and fast:
+                    flags.append(slow / fast > 1 + MARGIN)
+                    lines.append(f"{backend} b{batch}: {name} {fast:.3g} ms vs faster_rcnn {slow:.3g} ms "
+                                 f"({_ratio_phrase(slow, fast)})")
+    if not flags:
+        return NOT_MEASURABLE, "no timings of the detectors on the same backend"
+    return _verdict(flags), "; ".join(lines) + " (same backbone and input size; the two-stage time includes " \
+                                             "proposal NMS and RoIAlign, the single-shot time excludes final NMS)"
+
+
 CLAIMS: tuple[tuple[str, str, str, Callable], ...] = (
     ("static-graph", "13, 30", "A static graph lets the framework optimise better than eager execution", static_graph),
     ("pytorch-pythonic", "13, 30", "PyTorch is more Pythonic and simpler to write", pythonic),
@@ -266,6 +290,8 @@ CLAIMS: tuple[tuple[str, str, str, Callable], ...] = (
     ("quant-accuracy", "11, 28", "Post-training quantization keeps acceptable accuracy", quant_accuracy),
     ("qat-vs-ptq", "11, 28", "Quantization-aware training preserves accuracy better than post-training "
                              "quantization", qat_vs_ptq),
+    ("single-shot-faster", "5", "Single-shot detectors (YOLO, SSD) run faster than two-stage region-proposal "
+                                "detectors", single_shot_faster),
 )
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.specs import RUNNABLE, TASKS
+from shared.specs import RUNNABLE, TASKS, run_name
+
+from .studies import STUDIES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,6 +77,10 @@ def entries() -> list[dict]:
         tasks = [name for name, e in TASKS.items() if number in e.seed_answers]
         files = [f for t in tasks if TASKS[t].status in RUNNABLE for f in _task_files(t)]
         sections = [f"task-{t}" for t in tasks]
+        for t in tasks:
+            if TASKS[t].status in RUNNABLE:
+                sections += [f"task-{run_name(t, v)}" for v in TASKS[t].variants]
+                sections += [f"study-{t}-{s.name}" for s in STUDIES.get(t, []) if number in s.seed_answers]
         notes = []
         if number in HARNESS:
             section, what = HARNESS[number]

@@ -119,6 +119,7 @@ class TaskRun:
         self.preset, self.budget, self.batches = PROFILES[profile]
         self.spec = get_spec(task, self.preset, variant)
         self.cache = TaskCache(cache_root, self.name, self.preset, self.spec)
+        self._initial = None  # (spec, canonical tensors) of the shared initialisation, made on first use
         self.result = {"status": "ok", "errors": [], "parity": [], "speed": [], "size": [], "quality": {},
                        "backends": [], "training": {}, "exports": [], "preset": self.preset, "task": task,
                        "variant": variant, "model": _model_name(self.spec)}
@@ -161,6 +162,21 @@ class TaskRun:
             self.result["status"] = "failed" if not runners else "ok"
         return self.result
 
+    def initial_model(self, framework: str, spec=None):
+        """A fresh ``framework`` model holding the reference framework's seeded initialisation (moved through
+        the canonical layout). Both frameworks start training from the same weights, so the gap between their
+        trained models measures the frameworks, not two random draws (with torch as the reference, the
+        torch model is exactly what its own ``train`` would have built)."""
+        import torch
+
+        spec = spec or self.spec
+        if self._initial is None or self._initial[0] is not spec:
+            torch.manual_seed(spec.train.seed)
+            reference = self._twins[REFERENCE]
+            self._initial = (spec, reference.bridge.export_weights(reference.task.build_model(spec)))
+        twin = self._twins[framework]
+        return twin.bridge.import_weights(twin.task.build_model(spec), self._initial[1])
+
     def _train(self, twins, data) -> dict:
         models = {}
         for fw, twin in twins.items():
@@ -173,7 +189,8 @@ class TaskRun:
                     model = twin.bridge.load_weights(twin.task.build_model(self.spec), weights)
                     history = json.loads(history_path.read_text())
                 else:
-                    model, history = twin.task.train(self.spec, data, progress=False)
+                    model, history = twin.task.train(self.spec, data, model=self.initial_model(fw),
+                                                     progress=False)
                     twin.bridge.save_weights(model, weights, {"task": self.task, "preset": self.preset})
                     write_atomic(history_path, json.dumps(history))
                 seconds = history[-1]["seconds"]
@@ -193,13 +210,15 @@ class TaskRun:
 
     def _studies(self, twins, data, models) -> None:
         """The task's own studies (compare.studies), each recorded as failed on its own if it breaks."""
-        context = StudyContext(self.spec, data, twins, models, self.cache, self.progress.printer)
+        context = StudyContext(self.spec, data, twins, models, self.cache, self.progress.printer,
+                               self.initial_model)
         for study in studies_for(self.task, self.variant):
-            self.progress.step(self.name, f"study: {study.run.__name__}")
+            self.progress.step(self.name, f"study: {study.name}")
             try:
-                self.result.setdefault("studies", []).append(study.run(context))
+                self.result.setdefault("studies", []).append({**study.run(context), "name": study.name,
+                                                              "seed_answers": list(study.seed_answers)})
             except Exception as err:  # noqa: BLE001
-                self._fail(f"study {study.run.__name__}", err)
+                self._fail(f"study {study.name}", err)
 
     def _parity_levels(self) -> None:
         self.progress.step(self.name, "parity levels L1-L4 (tiny preset)")
@@ -237,7 +256,12 @@ class TaskRun:
             ("tflite-fp32", "tensorflow", "model-fp32.tflite",
              lambda p: twins["tensorflow"].export.export_tflite(artifacts["saved_model"], p)),
         ]
+        limit = getattr(spec, "export_limit", None)
         for name, framework, filename, make in plan:
+            if limit and name != "safetensors":
+                self.result["exports"].append({"artifact": name, "framework": framework, "status": "skipped",
+                                               "reason": limit})
+                continue
             started = time.perf_counter()
             try:
                 if framework not in reference:
@@ -254,8 +278,12 @@ class TaskRun:
         return artifacts
 
     def _runners(self, reference, artifacts) -> dict[str, B.Runner]:
-        runners = {}
+        runners, limit = {}, getattr(self.spec, "export_limit", None)
         for name in B.BACKENDS:
+            if limit and name not in B.NATIVE:
+                self.result["backends"].append({"name": name, "source": B.SOURCE[name], "status": "skipped",
+                                                "reason": limit})
+                continue
             try:
                 runners[name] = B.make_runner(name, reference, artifacts, self.spec, self.threads)
                 self.result["backends"].append({"name": name, "source": B.SOURCE[name], "status": "ok"})

@@ -4,13 +4,14 @@
 calls after the task's models are trained (``StudyContext``); ``Study.variants`` says whether it also
 runs for the task's variants (``TaskEntry.variants``). A study returns::
 
-    {"name", "title", "seed_answers", "text",      # what it measures and how
+    {"title", "text",                             # what it measures and how
      "columns", "rows",                           # its table
      "plot": {"kind", ...} | None,                # drawn by compare.report.plots.study_plot
      "verdicts": [{"claim", "verdict", "evidence"}],
      "images": {name: path}}                      # PNG files (in the cache) the report embeds
 
-and the report renders every study the same way. Studies reuse what the harness cached (trained
+to which the harness adds the ``Study``'s ``name`` and ``seed_answers``; the report renders every
+study the same way. Studies reuse what the harness cached (trained
 weights) and cache what they train themselves, so a warm report redoes none of it.
 """
 
@@ -33,8 +34,9 @@ SUPPORTED, REFUTED, MIXED = "supported", "refuted", "mixed"
 @dataclass
 class StudyContext:
     """What a study may use: the spec and data of the run, both twins, each framework's own trained
-    model (``models``), the run's cache (``cache.path(name)``, ``cache.artifact(name, make)``) and a
-    printer for progress lines."""
+    model (``models``), the run's cache (``cache.path(name)``, ``cache.artifact(name, make)``), a
+    printer for progress lines, and ``initial_model(framework, spec)``: a fresh model holding the
+    run's shared initialisation, to train a study's own models from the same start as the run's."""
 
     spec: Any
     data: Any
@@ -42,11 +44,17 @@ class StudyContext:
     models: dict
     cache: Any
     printer: Callable[[str], None] = print
+    initial_model: Callable | None = None
 
 
 @dataclass(frozen=True)
 class Study:
+    """A registered study: ``run(ctx)`` returns the dict described in the module docstring, whose ``name``
+    (the report's anchor ``study-<run>-<name>``) and ``seed_answers`` are these."""
+
     run: Callable[[StudyContext], dict]
+    name: str
+    seed_answers: tuple[int, ...]
     variants: bool = False  # also for the task's variants (each with its own spec and models)
 
 
@@ -93,8 +101,7 @@ def detection_boxes_picture(ctx: StudyContext, count: int = 6, min_score: float 
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     path = write_atomic(ctx.cache.path("boxes.png"), buffer.getvalue())
-    return {"name": "boxes", "title": f"Predicted boxes ({ctx.spec.model.detector}) on held-out images",
-            "seed_answers": [5],
+    return {"title": f"Predicted boxes ({ctx.spec.model.detector}) on held-out images",
             "text": f"The first {count} test images: the ground truth, then each framework's own trained model "
                     f"(boxes scoring at least {min_score}, class and score written at the box). NMS runs after "
                     f"the network in both twins, the same way.",
@@ -122,8 +129,7 @@ def anchor_study(ctx: StudyContext) -> dict:
                 f"{one_level['recall@0.5']:.3f} ({multi_scale:+.3f} for several levels); one size per level "
                 f"{one_size['recall@0.5']:.3f} ({multi_size:+.3f} for several sizes); 1:2/1:1/2:1 ratios against "
                 f"square only {ratios:+.3f} (the shapes' boxes are nearly square, so extra ratios buy little here)")
-    return {"name": "anchors", "title": "Anchor sets: recall of ground-truth boxes (seed answer 23)",
-            "seed_answers": [23],
+    return {"title": "Anchor sets: recall of ground-truth boxes (seed answer 23)",
             "text": "Share of the validation split's boxes that some anchor overlaps at IoU >= 0.5 (and 0.7), and "
                     "at 0.5 per COCO size range: what the matcher can ever assign. Each row changes one thing of "
                     "the base set (the detector's own).",
@@ -210,13 +216,13 @@ def occlusion_study(ctx: StudyContext) -> dict:
             erased = twin.bridge.load_weights(twin.task.build_model(erasing_spec), weights)
         else:
             ctx.printer(f"    occlusion study: training {fw} with random erasing (p {ERASING_PROBABILITY})")
-            erased, _ = twin.task.train(erasing_spec, data, progress=False)
+            start = ctx.initial_model(fw, erasing_spec) if ctx.initial_model else None
+            erased, _ = twin.task.train(erasing_spec, data, model=start, progress=False)
             twin.bridge.save_weights(erased, weights, {"study": "occlusion", "erasing": ERASING_PROBABILITY})
         for training, model in (("plain", ctx.models[fw]), ("random erasing", erased)):
             for row in occlusion_scores(data.test, _detections(ctx, fw, model, data.test.images)):
                 rows.append({"framework": fw, "training": training, **row})
-    return {"name": "occlusion", "title": "Occlusion: mAP@.5 against visible fraction (seed answer 19)",
-            "seed_answers": [19],
+    return {"title": "Occlusion: mAP@.5 against visible fraction (seed answer 19)",
             "text": "Test objects grouped by the share of their pixels left visible by the objects painted over "
                     "them; each band scored alone (COCO mAP@.5 with the other objects ignored). 'random erasing': "
                     f"the same detector and recipe trained with each framework's RandomErasing (p "
@@ -281,7 +287,9 @@ def _occlusion_verdicts(rows: list[dict]) -> list[dict]:
 
 
 STUDIES: dict[str, list[Study]] = {
-    "detection": [Study(detection_boxes_picture, variants=True), Study(anchor_study), Study(occlusion_study)],
+    "detection": [Study(detection_boxes_picture, "boxes", (5,), variants=True),
+                  Study(anchor_study, "anchors", (23,)),
+                  Study(occlusion_study, "occlusion", (19,))],
 }
 
 

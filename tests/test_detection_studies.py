@@ -101,5 +101,5 @@ def test_variants_resolve_and_unknown_ones_are_named():
         "detection", "yolo")
     assert split_run_name("classification") == ("classification", None)
     # The boxes picture runs for every detector; the anchor and occlusion studies for the main one.
-    assert [s.run.__name__ for s in studies_for("detection", "yolo")] == ["detection_boxes_picture"]
+    assert [s.name for s in studies_for("detection", "yolo")] == ["boxes"]
     assert len(studies_for("detection", None)) == 3 and studies_for("classification", None) == []

@@ -128,6 +128,25 @@ def test_target_assignment_matches_a_hand_made_case_in_both_twins(yolo):
         np.testing.assert_allclose(results["torch"][key], results["tensorflow"][key], rtol=0, atol=1e-6, err_msg=key)
 
 
+def test_several_priors_per_object_agree_and_add_positives(yolo, data):
+    """multi_prior_iou < 1: each box also owns every prior of its centre cells above that shape IoU (YOLOv4)."""
+    packed = pack_targets(data.train.targets[:64], K)
+    boxes, labels = packed[..., :4], packed[..., 4].astype(np.int64)
+    single = yolo["torch"].assign_targets(torch.from_numpy(boxes), torch.from_numpy(labels), SPEC)
+    multi_spec = dataclasses.replace(SPEC, yolo_loss=dataclasses.replace(SPEC.yolo_loss, multi_prior_iou=0.3))
+    out = {"torch": {k: v.numpy() for k, v in yolo["torch"].assign_targets(
+               torch.from_numpy(boxes), torch.from_numpy(labels), multi_spec).items()},
+           "tensorflow": {k: v.numpy() for k, v in yolo["tensorflow"].assign_targets(
+               boxes, labels, multi_spec).items()}}
+    for key in out["torch"]:
+        np.testing.assert_allclose(out["torch"][key], out["tensorflow"][key], rtol=0, atol=2e-6, err_msg=key)
+    before, after = int((single["gt_index"] >= 0).sum()), int((out["torch"]["gt_index"] >= 0).sum())
+    assert after > 1.3 * before, (before, after)
+    # The hand-made case: box 0 of image 0 (10 x 8 px) also takes the 15 px prior of its stride-8 cell.
+    hand = yolo["torch"].assign_targets(torch.from_numpy(HAND_BOXES), torch.from_numpy(HAND_LABELS), multi_spec)
+    assert hand["gt_index"][0, 87] == 0 and hand["gt_index"][0, 86] == 0
+
+
 def test_assignment_agrees_on_the_data_set_and_decoding_inverts_it(yolo, data):
     """Every box of 64 images gets one slot (unless a later box took it); decoding the targets gives the boxes."""
     packed = pack_targets(data.train.targets[:64], K)

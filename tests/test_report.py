@@ -253,17 +253,40 @@ def test_failing_backend_is_recorded_and_the_report_completes(tmp_path, monkeypa
 @pytest.mark.slow
 def test_detection_runs_through_the_same_harness(tmp_path):
     """A second task, with no per-task code in the harness: every backend runs it, scored with COCO mAP
-    after each source framework's post-processing; what cannot be quantized is recorded, not dropped."""
+    after each source framework's post-processing; what cannot be quantized is recorded, not dropped; the
+    YOLO- and Faster R-CNN-style variants run as sections of their own, and the task's studies are filled."""
+    from compare.backends import NATIVE
+    from compare.check import problems
     from compare.report import run_report
 
     results = run_report(["detection"], "quick", tmp_path / "out", tmp_path / "cache", printer=lambda s: None)
+    assert set(results["tasks"]) == {"detection", "detection.yolo", "detection.faster_rcnn"}
+    for name, run in results["tasks"].items():
+        assert run["status"] == "ok", (name, run["errors"])
+        assert run["parity"] and all(e["ok"] for e in run["parity"]), name
+        assert set(run["quality"]) >= {"torch", "tensorflow"}, name
     task = results["tasks"]["detection"]
-    assert task["status"] == "ok", task["errors"]
     rows = {b["name"]: b for b in task["backends"]}
     assert all(rows[b]["status"] == "ok" for b in BACKENDS), {b: rows[b].get("error") for b in BACKENDS}
     fp32 = [rows[b]["quality"]["map50"] for b in BACKENDS]
     assert max(fp32) - min(fp32) < 0.01, fp32  # same weights, same post-processing: the same detections
-    assert all(e["ok"] for e in task["parity"])
+    served = [e for e in task["parity"] if e["what"].startswith("backends/served/")]
+    assert {e["b"] for e in served} == set(BACKENDS) - {"torch"}  # every export's detections against torch's
     assert {r["metric"] for r in task["quantization"]} == {"map50"}
     assert "no tf_keras functional twin" in rows["tflite-int8-qat"]["error"]
+    studies = {s["name"]: s for s in task["studies"]}
+    assert set(studies) == {"boxes", "anchors", "occlusion"}
+    assert len(studies["occlusion"]["rows"]) == 2 * 2 * 4  # frameworks x (plain, random erasing) x bands
+    assert all(v["verdict"] in VERDICTS for s in studies.values() for v in s["verdicts"])
+    yolo = {b["name"]: b for b in results["tasks"]["detection.yolo"]["backends"]}
+    assert all(yolo[b]["status"] == "ok" for b in BACKENDS), {b: yolo[b].get("error") for b in BACKENDS}
+    rcnn = results["tasks"]["detection.faster_rcnn"]
+    assert {b["name"] for b in rcnn["backends"] if b["status"] == "ok"} == set(NATIVE)
+    assert all("RPN" in b["reason"] for b in rcnn["backends"] if b["status"] == "skipped")
+    assert [s["name"] for s in rcnn["studies"]] == ["boxes"]
+    claim = next(c for c in results["claims"] if c["id"] == "single-shot-faster")
+    assert claim["verdict"] != "not measurable here", claim
+    assert problems(results) == []
     assert (tmp_path / "out" / "index.html").is_file()
+    html = (tmp_path / "out" / "index.html").read_text()
+    assert "Occlusion: mAP@.5 against visible fraction" in html and "data:image/png;base64," in html

@@ -107,6 +107,7 @@ def render(results: dict, out: str | Path) -> None:
     context = {"results": results, "sections": sections, "claims": results.get("claims", []),
                "verdict_class": VERDICT_CLASS, "guide": guide.entries(), "peak": peak,
                "pygments_css": HtmlFormatter().get_style_defs(".code"),
-               "anchors": {f"task-{s['name']}" for s in sections} | {"claims", "code", "guide", "environment"}}
+               "anchors": {f"task-{s['name']}" for s in sections} | {"claims", "code", "guide", "environment"}
+               | {f"study-{s['name']}-{st['name']}" for s in sections for st in s["task"].get("studies", [])}}
     write_atomic(out / "index.html", env.get_template("index.html.j2").render(**context, code=code_view()))
     write_atomic(out / "report.md", env.get_template("report.md.j2").render(**context))

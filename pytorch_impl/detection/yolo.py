@@ -144,7 +144,8 @@ def assign_targets(boxes: torch.Tensor, labels: torch.Tensor, spec: DetectionSpe
     # The first slot of best score (an explicit rule: argmax does not promise one in both frameworks).
     first = torch.arange(num_slots, device=boxes.device)[None, :, None]
     slot = torch.where(score == score.amax(dim=1, keepdim=True), first, num_slots).amin(dim=1)   # [B, M]
-    owns = (slot[:, None] == torch.arange(num_slots, device=boxes.device)[None, :, None]) & valid[:, None]
+    owns = ((slot[:, None] == torch.arange(num_slots, device=boxes.device)[None, :, None])
+            | (score > spec.yolo_loss.multi_prior_iou)) & valid[:, None]
     box_ids = torch.arange(num_boxes, device=boxes.device)
     gt_index = torch.where(owns, box_ids, -1).amax(dim=2) if num_boxes else \
         torch.full((boxes.shape[0], num_slots), -1, dtype=torch.int64, device=boxes.device)    # [B, A]

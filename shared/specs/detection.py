@@ -287,7 +287,8 @@ class YoloLossSpec:
 
     Assignment (YOLOv3's): a ground-truth box is the responsibility of one
     slot, the prior (anchor shape, any level) of best shape IoU (boxes aligned
-    at a corner) among those of the cells that contain the box's centre.
+    at a corner) among those of the cells that contain the box's centre, and
+    of any other prior there whose shape IoU is above ``multi_prior_iou``.
     Objectness: binary cross-entropy, responsible slots 1, the others 0, except
     that a non-responsible slot whose predicted box overlaps some ground-truth
     box at IoU > ``ignore_iou`` is left out (1.0 leaves none out); the negatives'
@@ -301,9 +302,14 @@ class YoloLossSpec:
     ignore_iou: float = 0.5
     noobj_weight: float = 1.0
     box_weight: float = 1.0
+    # Every other prior of the cells holding a box's centre whose shape IoU with the box is above this is
+    # responsible for it too (YOLOv4's several priors per object: more positives per image); 1.0 keeps
+    # YOLOv3's single best prior. A slot two boxes claim goes to the later one, as for the best prior.
+    multi_prior_iou: float = 1.0
 
     def __post_init__(self) -> None:
         check_range("yolo_loss", "ignore_iou", self.ignore_iou, 0.0, 1.0)
+        check_range("yolo_loss", "multi_prior_iou", self.multi_prior_iou, 0.0, 1.0)
         check_range("yolo_loss", "noobj_weight", self.noobj_weight, 0.0, 100.0)
         check_range("yolo_loss", "box_weight", self.box_weight, 0.0, 100.0)
 
@@ -448,6 +454,15 @@ class DetectionSpec:
         """(H, W, C) of one NHWC image."""
         s = self.data.image_size
         return (s, s, self.model.backbone.in_channels)
+
+    @property
+    def export_limit(self) -> str | None:
+        """Why the whole network cannot go into one exported graph (None: it can). The report then runs
+        this model on the frameworks' own backends only; the exportable part is compared at parity L4."""
+        if self.model.detector == "faster_rcnn":
+            return ("proposal NMS and RoIAlign stay in the frameworks: the exported graph covers the backbone "
+                    "and the RPN (parity level L4 compares it), not the whole two-stage network")
+        return None
 
     @property
     def feature_levels(self) -> tuple[int, ...]:

@@ -157,7 +157,8 @@ def assign_targets(boxes, labels, spec: DetectionSpec) -> dict:
     first = tf.range(num_slots, dtype=tf.int64)[None, :, None]
     slot = tf.reduce_min(tf.where(score == tf.reduce_max(score, axis=1, keepdims=True), first,
                                   tf.constant(num_slots, tf.int64)), axis=1)                        # [B, M]
-    owns = (slot[:, None] == tf.range(num_slots, dtype=tf.int64)[None, :, None]) & valid[:, None]   # [B, A, M]
+    owns = ((slot[:, None] == tf.range(num_slots, dtype=tf.int64)[None, :, None])
+            | (score > spec.yolo_loss.multi_prior_iou)) & valid[:, None]                               # [B, A, M]
     box_ids = tf.range(tf.shape(boxes, out_type=tf.int64)[1])
     # The -1 column makes the reduction defined for images with no target rows at all (M = 0).
     gt_index = tf.reduce_max(tf.concat([tf.where(owns, box_ids, tf.constant(-1, tf.int64)),
