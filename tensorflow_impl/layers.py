@@ -171,8 +171,12 @@ class ModuleList(keras.layers.Layer):
 class Pool2d(keras.layers.Layer):
     """Local pooling of one of three kinds with torch's semantics (see pytorch_impl.layers.Pool2d).
 
-    The padding is explicit: -inf for max (torch ignores padded cells), zeros
-    for avg (torch's ``count_include_pad``) and for l2.
+    The padding is explicit: zeros for avg (torch's ``count_include_pad``) and
+    for l2; for max, the smallest value of the input. Every window holds at
+    least one real cell, so that equals torch's ignoring of padded cells (as a
+    -inf fill would), and it keeps the graph finite: a -inf constant gave the
+    int8 converters (TFLite, ONNX Runtime) a quantization scale of about 1e36
+    for the stem's pool, which zeroed every activation after it.
     """
 
     def __init__(self, kind: str, kernel_size: int, stride: int, padding: int = 0, **kwargs):
@@ -181,8 +185,8 @@ class Pool2d(keras.layers.Layer):
 
     def call(self, x):  # [N, H, W, C] -> [N, H', W', C]
         k, s, p = self.kernel_size, self.stride, self.padding
-        fill = float("-inf") if self.kind == "max" else 0.0
         if p:
+            fill = ops.min(x) if self.kind == "max" else 0.0
             x = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=fill)
         if self.kind == "max":
             return ops.max_pool(x, k, s, padding="valid")

@@ -273,7 +273,13 @@ def test_detection_runs_through_the_same_harness(tmp_path):
     served = [e for e in task["parity"] if e["what"].startswith("backends/served/")]
     assert {e["b"] for e in served} == set(BACKENDS) - {"torch"}  # every export's detections against torch's
     assert {r["metric"] for r in task["quantization"]} == {"map50"}
-    assert "no tf_keras functional twin" in rows["tflite-int8-qat"]["error"]
+    qat = rows["tflite-int8-qat"]  # tfmot rebuilds the classifier only: a declared limit, recorded as skipped
+    assert qat["status"] == "skipped" and "no tf_keras functional twin" in qat["reason"]
+    # TFLite int8 of the SSD runs (the TF max pool pads with the input's minimum, not -inf), and the ORT int8
+    # file of the TF export keeps its quality.
+    others = [b for b in QUANTIZED if b != "tflite-int8-qat"]
+    assert all(rows[b]["status"] == "ok" for b in others), {b: rows[b].get("error") for b in others}
+    assert rows["onnxruntime-int8-from-tensorflow"]["quality"]["map50"] > 0.5 * rows["tensorflow"]["quality"]["map50"]
     studies = {s["name"]: s for s in task["studies"]}
     assert set(studies) == {"boxes", "anchors", "occlusion"}
     assert len(studies["occlusion"]["rows"]) == 2 * 2 * 4  # frameworks x (plain, random erasing) x bands

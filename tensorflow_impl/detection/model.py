@@ -149,6 +149,15 @@ def build_model(spec: DetectionSpec) -> SSD:
     return model
 
 
+def export_view(model, spec: DetectionSpec):
+    """The part of ``model`` an exported graph holds, and its output keys: the whole network, except for
+    the Faster R-CNN-style detector, whose graph stops at the RPN (``spec.export_limit`` says why)."""
+    if spec.model.detector == "faster_rcnn":
+        from .faster_rcnn import RPNExport
+        return RPNExport(model), RPNExport.output_keys
+    return model, tuple(spec.output_keys)
+
+
 def predict(model: SSD, images: np.ndarray, *, with_features: bool = False, batch_size: int = 64,
             device: str = "cpu") -> dict[str, np.ndarray]:
     """Eval-mode head outputs for NHWC numpy images: ``cls_logits`` [N, A, K + 1], ``box_regression`` [N, A, 4].
