@@ -61,7 +61,7 @@ def _cmd_parity(args) -> int:
     total = sum(len(r["parity"]) for r in runs.values())
     print(f"\n{total - len(failed)}/{total} parity checks ok in {time.perf_counter() - started:.1f}s")
     for name, e in failed:
-        print(f"BREACH [{name}] {e['a']} vs {e['b']} {e['what']}: max_abs {e['max_abs']:.3g} > tol {e['tol']:.3g}"
+        print(f"BREACH {e['a']} vs {e['b']} {e['what']} ({name}): max_abs {e['max_abs']:.3g} > tol {e['tol']:.3g}"
               + (f" ({e['error']})" if "error" in e else ""), file=sys.stderr)
     if args.json:
         from shared.weights import write_atomic

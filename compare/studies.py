@@ -103,8 +103,13 @@ def detection_boxes_picture(ctx: StudyContext, count: int = 6, min_score: float 
     path = write_atomic(ctx.cache.path("boxes.png"), buffer.getvalue())
     return {"title": f"Predicted boxes ({ctx.spec.model.detector}) on held-out images",
             "text": f"The first {count} test images: the ground truth, then each framework's own trained model "
-                    f"(boxes scoring at least {min_score}, class and score written at the box). NMS runs after "
-                    f"the network in both twins, the same way.",
+                    f"(boxes scoring at least {min_score}, class and score written at the box). Where NMS runs: "
+                    f"after the network, never inside an exported graph. Every export (ONNX from both twins, "
+                    f"TFLite from the TensorFlow one) ends at the raw head outputs; box decoding and per-class NMS "
+                    f"run in the post-processing of the framework that serves it, and the parity rows "
+                    f"'backends/served/...' compare those detections with torch's."
+                    + (f" This detector's exports stop earlier: {ctx.spec.export_limit}."
+                       if getattr(ctx.spec, "export_limit", None) else ""),
             "columns": [], "rows": [], "plot": None, "verdicts": [], "images": {"boxes": str(path)}}
 
 

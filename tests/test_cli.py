@@ -21,6 +21,8 @@ def test_tasks_lists_every_task(capsys):
     (["parity", "--task", "nope"], "unknown task 'nope'; expected one of"),
     (["train", "--task", "classification", "--framework", "jax"], "unknown framework 'jax'; expected one of"),
     (["parity", "--task", "ocr"], "task 'ocr' is planned"),
+    (["parity", "--task", "detection", "--variant", "retina"],
+     "unknown variant 'retina' of task 'detection'; expected one of ['faster_rcnn', 'yolo']"),
 ])
 def test_bad_names_exit_2_with_the_valid_ones(argv, message, capsys):
     assert cli.main(argv) == 2
@@ -47,7 +49,7 @@ def test_parity_breach_exits_non_zero(monkeypatch, tmp_path, capsys):
     bad = {"a": "torch", "b": "tensorflow", "what": "forward/logits", "max_abs": 1.0, "tol": 1e-5, "ok": False}
     monkeypatch.setattr(parity, "run_parity", lambda *a, **k: [bad])
     assert cli.main(["parity", "--task", "classification", "--json", str(tmp_path / "r.json")]) == 1
-    assert "BREACH torch vs tensorflow forward/logits" in capsys.readouterr().err
+    assert "BREACH torch vs tensorflow forward/logits (classification)" in capsys.readouterr().err
     assert json.loads((tmp_path / "r.json").read_text())["tasks"]["classification"]["status"] == "failed"
 
 
