@@ -212,7 +212,7 @@ def occlusion_study(ctx: StudyContext) -> dict:
 
     spec, data = ctx.spec, ctx.data
     erasing_spec = dataclasses.replace(spec, erasing=ErasingSpec(probability=ERASING_PROBABILITY))
-    rows = []
+    rows, series = [], {}
     for fw, twin in ctx.twins.items():
         if fw not in ctx.models:
             continue
@@ -225,26 +225,23 @@ def occlusion_study(ctx: StudyContext) -> dict:
             erased, _ = twin.task.train(erasing_spec, data, model=start, progress=False)
             twin.bridge.save_weights(erased, weights, {"study": "occlusion", "erasing": ERASING_PROBABILITY})
         for training, model in (("plain", ctx.models[fw]), ("random erasing", erased)):
-            for row in occlusion_scores(data.test, _detections(ctx, fw, model, data.test.images)):
-                rows.append({"framework": fw, "training": training, **row})
+            scores = occlusion_scores(data.test, _detections(ctx, fw, model, data.test.images))
+            rows += [{"framework": fw, "training": training, **row} for row in scores]
+            series[f"{fw} {training}"] = [row.get("map50") for row in scores]
     return {"title": "Occlusion: mAP@.5 against visible fraction (seed answer 19)",
             "text": "Test objects grouped by the share of their pixels left visible by the objects painted over "
                     "them; each band scored alone (COCO mAP@.5 with the other objects ignored). 'random erasing': "
                     f"the same detector and recipe trained with each framework's RandomErasing (p "
-                    f"{ERASING_PROBABILITY}, {spec.erasing.scale if spec.erasing.probability else (0.02, 0.2)} of the "
-                    "area, noise fill). 'agnostic': classes ignored, so the gap to mAP@.5 is the cost of wrong "
+                    f"{ERASING_PROBABILITY}, {erasing_spec.erasing.scale[0]:g}-{erasing_spec.erasing.scale[1]:g} of "
+                    "the area, noise fill). 'agnostic': classes ignored, so the gap to mAP@.5 is the cost of wrong "
                     "classes. IoU columns: the detections that found an object, against its full (amodal) box "
                     "and against the box of its visible part.",
             "columns": ["framework", "training", "band", "objects", "map50", "map50_agnostic", "found",
                         "iou_full_box", "iou_visible_box"],
             "rows": rows,
             "plot": {"kind": "lines", "title": "mAP@.5 by visible fraction", "xlabel": "visible fraction (band)",
-                     "ylabel": "mAP@.5", "labels": [r["band"] for r in rows if r["framework"] == rows[0]["framework"]
-                                                    and r["training"] == "plain"] if rows else [],
-                     "series": {f"{fw} {tr}": [r.get("map50") for r in rows if r["framework"] == fw
-                                               and r["training"] == tr]
-                                for fw in dict.fromkeys(r["framework"] for r in rows)
-                                for tr in ("plain", "random erasing")}},
+                     "ylabel": "mAP@.5", "labels": [_band_label(*band) for band in VISIBLE_BANDS],
+                     "series": series},
             "verdicts": _occlusion_verdicts(rows),
             "images": {}}
 

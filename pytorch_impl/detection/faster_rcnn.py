@@ -42,6 +42,7 @@ from shared.specs.faster_rcnn import MAX_GT_BOXES, RPN_BOX_CODER_WEIGHTS, RPN_OU
 from ..layers import Conv2d, Linear, ModuleList
 from ..ops import batched_nms, decode_boxes, encode_boxes, match_anchors, roi_align
 from .model import body_features, build_body, init_body
+from .postprocess import clip_to_image
 
 
 class RPNHead(nn.Module):
@@ -163,12 +164,6 @@ class RPNExport(nn.Module):
 
 
 
-def _clip(boxes: torch.Tensor, spec: DetectionSpec) -> torch.Tensor:
-    h, w, _ = spec.input_shape
-    return torch.stack([boxes[..., 0].clamp(0, w), boxes[..., 1].clamp(0, h), boxes[..., 2].clamp(0, w),
-                        boxes[..., 3].clamp(0, h)], dim=-1)
-
-
 @torch.no_grad()
 def generate_proposals(objectness: torch.Tensor, rpn_box_regression: torch.Tensor, anchors: torch.Tensor,
                        spec: DetectionSpec) -> torch.Tensor:
@@ -183,7 +178,7 @@ def generate_proposals(objectness: torch.Tensor, rpn_box_regression: torch.Tenso
     out = []
     for scores, deltas in zip(objectness.detach(), rpn_box_regression.detach()):
         top, idx = scores.topk(k)
-        boxes = _clip(decode_boxes(deltas[idx], anchors[idx], RPN_BOX_CODER_WEIGHTS), spec)
+        boxes = clip_to_image(decode_boxes(deltas[idx], anchors[idx], RPN_BOX_CODER_WEIGHTS), spec)
         keep = ((boxes[:, 2] - boxes[:, 0]) >= r.min_size) & ((boxes[:, 3] - boxes[:, 1]) >= r.min_size)
         boxes, top = boxes[keep], top[keep]
         kept = batched_nms(boxes, top, torch.zeros_like(top, dtype=torch.int64), r.rpn_nms_iou, r.post_nms_top_n)
@@ -361,7 +356,7 @@ def postprocess(outputs, spec: DetectionSpec) -> list[dict[str, np.ndarray]]:
     for props, logits, deltas in zip(proposals, cls_logits, box_regression):
         boxes = decode_boxes(deltas.reshape(-1, 4), props[:, None].expand(num, k, 4).reshape(-1, 4),
                              BOX_CODER_WEIGHTS)
-        boxes = _clip(boxes.reshape(num, k, 4)[:, 1:], spec).reshape(-1, 4)       # background dropped
+        boxes = clip_to_image(boxes.reshape(num, k, 4)[:, 1:], spec).reshape(-1, 4)       # background dropped
         scores = F.softmax(logits, -1)[:, 1:].reshape(-1)
         labels = torch.arange(k - 1, device=boxes.device).expand(num, k - 1).reshape(-1)
         keep = (scores > p.score_threshold) & ((boxes[:, 2] - boxes[:, 0]) >= MIN_DETECTION_SIZE) \

@@ -31,9 +31,9 @@ from shared.specs.detection import DetectionSpec
 from shared.yolo import yolo_slots
 
 from ..layers import Conv2d, ModuleList
-from ..ops import batched_nms
 from .loss import _padded_targets
 from .model import body_features, build_body, init_body
+from .postprocess import select_per_class
 
 # Initial objectness probability of every slot (RetinaNet's prior, focal-loss paper section 4.1): with the
 # bias at logit(0.01) the many empty slots start near their target, so their summed loss does not swamp
@@ -248,26 +248,6 @@ def yolo_postprocess(outputs, spec: DetectionSpec) -> list[dict[str, np.ndarray]
     y2 pixels), ``scores`` float32 [D] descending, ``labels`` int64 [D] (0-based class ids).
     """
     objectness, cls_logits, box_regression = _check_outputs(outputs, spec)
-    p = spec.postprocess
-    h, w, _ = spec.input_shape
     scores_all = torch.sigmoid(objectness)[..., None] * F.softmax(cls_logits, dim=-1)     # [B, A, K]
-    boxes_all = decode_yolo_boxes(box_regression, spec)
-    detections = []
-    for boxes, scores in zip(boxes_all, scores_all):
-        boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w),
-                             boxes[:, 3].clamp(0, h)], dim=1)
-        image_boxes, image_scores, image_labels = [], [], []
-        for label in range(spec.model.num_classes):
-            score = scores[:, label]
-            keep = score > p.score_threshold
-            score, box = score[keep], boxes[keep]
-            score, idx = score.topk(min(p.topk_candidates, score.shape[0]))
-            image_boxes.append(box[idx])
-            image_scores.append(score)
-            image_labels.append(torch.full_like(idx, label))
-        image_boxes, image_scores, image_labels = torch.cat(image_boxes), torch.cat(image_scores), \
-            torch.cat(image_labels)
-        keep = batched_nms(image_boxes, image_scores, image_labels, p.nms_iou, p.max_detections)
-        detections.append({"boxes": image_boxes[keep].cpu().numpy(), "scores": image_scores[keep].cpu().numpy(),
-                           "labels": image_labels[keep].cpu().numpy().astype(np.int64)})
-    return detections
+    return [select_per_class(boxes, scores, spec)
+            for boxes, scores in zip(decode_yolo_boxes(box_regression, spec), scores_all)]

@@ -27,6 +27,7 @@ from shared.specs.faster_rcnn import MAX_GT_BOXES, RPN_BOX_CODER_WEIGHTS, RPN_OU
 from ..layers import Conv2d, Linear, ModuleList
 from ..ops import batched_nms, decode_boxes, encode_boxes, match_anchors, roi_align
 from .model import body_features, build_body
+from .postprocess import clip_to_image
 
 
 class RPNHead(keras.layers.Layer):
@@ -159,13 +160,6 @@ class RPNExport:
 
 
 
-def _clip(boxes, spec: DetectionSpec):
-    h, w, _ = spec.input_shape
-    return tf.stack([tf.clip_by_value(boxes[..., 0], 0.0, float(w)), tf.clip_by_value(boxes[..., 1], 0.0, float(h)),
-                     tf.clip_by_value(boxes[..., 2], 0.0, float(w)), tf.clip_by_value(boxes[..., 3], 0.0, float(h))],
-                    axis=-1)
-
-
 def generate_proposals(objectness, rpn_box_regression, anchors, spec: DetectionSpec):
     """[N, P, 4] proposals from the RPN outputs ([N, A], [N, A, 4]) and the anchors [A, 4]; no gradient.
 
@@ -180,7 +174,7 @@ def generate_proposals(objectness, rpn_box_regression, anchors, spec: DetectionS
     def one_image(args):
         scores, deltas = args
         top, idx = tf.math.top_k(scores, k=k)
-        boxes = _clip(decode_boxes(tf.gather(deltas, idx), tf.gather(anchors, idx), RPN_BOX_CODER_WEIGHTS), spec)
+        boxes = clip_to_image(decode_boxes(tf.gather(deltas, idx), tf.gather(anchors, idx), RPN_BOX_CODER_WEIGHTS), spec)
         keep = ((boxes[:, 2] - boxes[:, 0]) >= r.min_size) & ((boxes[:, 3] - boxes[:, 1]) >= r.min_size)
         boxes, top = tf.boolean_mask(boxes, keep), tf.boolean_mask(top, keep)
         kept = batched_nms(boxes, top, tf.zeros_like(top, dtype=tf.int64), r.rpn_nms_iou, r.post_nms_top_n)
@@ -366,7 +360,7 @@ def postprocess(outputs, spec: DetectionSpec) -> list[dict[str, np.ndarray]]:
     for props, logits, deltas in zip(tf.unstack(proposals), tf.unstack(cls_logits), tf.unstack(box_regression)):
         boxes = decode_boxes(tf.reshape(deltas, [-1, 4]), tf.reshape(tf.broadcast_to(props[:, None], [num, k, 4]),
                                                                      [-1, 4]), BOX_CODER_WEIGHTS)
-        boxes = tf.reshape(_clip(tf.reshape(boxes, [num, k, 4])[:, 1:], spec), [-1, 4])     # background dropped
+        boxes = tf.reshape(clip_to_image(tf.reshape(boxes, [num, k, 4])[:, 1:], spec), [-1, 4])     # background dropped
         scores = tf.reshape(tf.nn.softmax(logits, -1)[:, 1:], [-1])
         labels = tf.reshape(tf.broadcast_to(tf.range(k - 1, dtype=tf.int64), [num, k - 1]), [-1])
         keep = (scores > p.score_threshold) & ((boxes[:, 2] - boxes[:, 0]) >= MIN_DETECTION_SIZE) \

@@ -32,9 +32,9 @@ from shared.specs.detection import DetectionSpec, spec_from_dict
 from shared.yolo import yolo_slots
 
 from ..layers import Conv2d, ModuleList
-from ..ops import batched_nms
 from .loss import _padded_targets
 from .model import body_features, build_body
+from .postprocess import select_per_class
 
 # Initial objectness probability of every slot (RetinaNet's prior, focal-loss paper section 4.1): with the
 # bias at logit(0.01) the many empty slots start near their target, so their summed loss does not swamp
@@ -285,28 +285,6 @@ def yolo_postprocess(outputs, spec: DetectionSpec) -> list[dict[str, np.ndarray]
     y2 pixels), ``scores`` float32 [D] descending, ``labels`` int64 [D] (0-based class ids). Runs eagerly.
     """
     objectness, cls_logits, box_regression = _check_outputs(outputs, spec)
-    p = spec.postprocess
-    h, w, _ = spec.input_shape
     scores_all = tf.sigmoid(objectness)[..., None] * tf.nn.softmax(cls_logits, axis=-1)   # [B, A, K]
-    boxes_all = decode_yolo_boxes(box_regression, spec)
-    detections = []
-    for boxes, scores in zip(tf.unstack(boxes_all), tf.unstack(scores_all)):
-        boxes = tf.stack([tf.clip_by_value(boxes[:, 0], 0.0, float(w)), tf.clip_by_value(boxes[:, 1], 0.0, float(h)),
-                          tf.clip_by_value(boxes[:, 2], 0.0, float(w)), tf.clip_by_value(boxes[:, 3], 0.0, float(h))],
-                         axis=1)
-        image_boxes, image_scores, image_labels = [], [], []
-        for label in range(spec.model.num_classes):
-            score = scores[:, label]
-            keep = score > p.score_threshold
-            score, box = tf.boolean_mask(score, keep), tf.boolean_mask(boxes, keep)
-            score, idx = tf.math.top_k(score, k=min(p.topk_candidates, int(score.shape[0])))
-            image_boxes.append(tf.gather(box, idx))
-            image_scores.append(score)
-            image_labels.append(tf.fill(tf.shape(idx), tf.constant(label, tf.int64)))
-        image_boxes, image_scores, image_labels = tf.concat(image_boxes, 0), tf.concat(image_scores, 0), \
-            tf.concat(image_labels, 0)
-        keep = batched_nms(image_boxes, image_scores, image_labels, p.nms_iou, p.max_detections)
-        detections.append({"boxes": tf.gather(image_boxes, keep).numpy(),
-                           "scores": tf.gather(image_scores, keep).numpy(),
-                           "labels": tf.gather(image_labels, keep).numpy().astype(np.int64)})
-    return detections
+    return [select_per_class(boxes, scores, spec)
+            for boxes, scores in zip(tf.unstack(decode_yolo_boxes(box_regression, spec)), tf.unstack(scores_all))]
