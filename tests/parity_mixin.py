@@ -50,3 +50,21 @@ class TwinParityMixin:
         pairs = {(e["a"], e["b"]) for e in entries}
         assert ("onnxruntime-from-torch", "onnxruntime-from-tensorflow") in pairs
         assert ("torch", "onnxruntime-from-torch") in pairs and ("tensorflow", "onnxruntime-from-tensorflow") in pairs
+
+
+def torch_trained_weights(twins, spec, split, batch: int, steps: int, max_loss_ratio: float) -> dict:
+    """Canonical weights after ``steps`` torch SGD steps (constant rate, batches of ``batch`` from the
+    shared batch plan) from the shared initialisation, checked to have cut the loss below
+    ``max_loss_ratio`` of its start: a trained model for the L5 (post-processing) tests."""
+    import dataclasses
+
+    from compare.parity import _same_init
+    from shared.data import batch_plan
+
+    models, _ = _same_init(twins, spec, "torch", 0)
+    train = dataclasses.replace(spec.train, schedule="constant")
+    epochs = -(-steps * batch // len(split))
+    batches = [idx for epoch in batch_plan(len(split), batch, epochs, 0) for idx in epoch][:steps]
+    losses = twins["torch"].task.train_steps(models["torch"], spec, split.images, split.targets, batches, train)
+    assert losses[-1] < max_loss_ratio * losses[0], losses
+    return twins["torch"].bridge.export_weights(models["torch"])

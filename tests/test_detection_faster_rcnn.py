@@ -20,14 +20,13 @@ from compare.backends import OnnxRunner
 from compare.frameworks import load_twins
 from compare.parity import _same_init, entry, forward_parity, gradient_parity, postprocess_parity, training_parity
 from shared.anchors import task_anchors
-from shared.data import batch_plan
 from shared.data.detection import DetectionData, load_detection, pack_targets
 from shared.data.validate import InputError
 from shared.specs import SpecError
 from shared.specs.detection import OUTPUT_KEYS, DetectionSpec, tiny_faster_rcnn
 from shared.specs.faster_rcnn import FASTER_RCNN_OUTPUT_KEYS, RPN_OUTPUT_KEYS, FasterRCNNSpec, sampling_priority
 
-from .parity_mixin import assert_all_ok
+from .parity_mixin import assert_all_ok, torch_trained_weights
 
 SPEC = tiny_faster_rcnn()
 LOSS_KEYS = {"loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
@@ -46,13 +45,7 @@ def data():
 @pytest.fixture(scope="module")
 def trained(twins, data):
     """Canonical weights after 20 torch SGD steps (batch 8) from the shared initialisation: real detections."""
-    models, _ = _same_init(twins, SPEC, "torch", 0)
-    train = dataclasses.replace(SPEC.train, schedule="constant")
-    batches = [idx for epoch in batch_plan(len(data.train), 8, 1, 0) for idx in epoch][:20]
-    losses = twins["torch"].task.train_steps(models["torch"], SPEC, data.train.images, data.train.targets, batches,
-                                             train)
-    assert losses[-1] < 0.8 * losses[0], losses
-    return twins["torch"].bridge.export_weights(models["torch"])
+    return torch_trained_weights(twins, SPEC, data.train, 8, 20, 0.8)
 
 
 

@@ -16,17 +16,16 @@ import pytest
 import torch
 
 from compare.frameworks import load_twins
-from compare.parity import _same_init, forward_parity, gradient_parity, onnx_parity, postprocess_parity, \
+from compare.parity import forward_parity, gradient_parity, onnx_parity, postprocess_parity, \
     training_parity
 from shared.anchors import task_anchors
-from shared.data import batch_plan
 from shared.data.detection import DetectionData, load_detection, pack_targets
 from shared.data.validate import InputError
 from shared.specs import TASKS, SpecError
 from shared.specs.classification import ResNetSpec
 from shared.specs.detection import DetectionSpec, DetectorSpec, spec_from_dict, standard, tiny
 
-from .parity_mixin import assert_all_ok
+from .parity_mixin import assert_all_ok, torch_trained_weights
 
 SPEC = tiny()
 
@@ -43,14 +42,8 @@ def data():
 
 @pytest.fixture(scope="module")
 def trained(twins, data):
-    """Canonical weights after 40 torch SGD steps from the shared initialisation: real, peaked scores."""
-    models, _ = _same_init(twins, SPEC, "torch", 0)
-    train = dataclasses.replace(SPEC.train, schedule="constant")
-    batches = [idx for epoch in batch_plan(len(data.train), 16, 3, 0) for idx in epoch][:40]
-    losses = twins["torch"].task.train_steps(models["torch"], SPEC, data.train.images, data.train.targets, batches,
-                                             train)
-    assert losses[-1] < 0.5 * losses[0], losses
-    return twins["torch"].bridge.export_weights(models["torch"])
+    """Canonical weights after 40 torch SGD steps (batch 16) from the shared initialisation: real, peaked scores."""
+    return torch_trained_weights(twins, SPEC, data.train, 16, 40, 0.5)
 
 
 

@@ -16,16 +16,15 @@ import pytest
 import torch
 
 from compare.frameworks import load_twins
-from compare.parity import _same_init, forward_parity, gradient_parity, onnx_parity, postprocess_parity, \
+from compare.parity import forward_parity, gradient_parity, onnx_parity, postprocess_parity, \
     training_parity
-from shared.data import batch_plan
 from shared.data.detection import DetectionData, load_detection, pack_targets
 from shared.data.validate import InputError
 from shared.specs import SpecError
 from shared.specs.detection import OUTPUT_KEYS, YoloLossSpec, spec_from_dict, tiny_yolo
 from shared.yolo import yolo_slots
 
-from .parity_mixin import assert_all_ok
+from .parity_mixin import assert_all_ok, torch_trained_weights
 
 SPEC = tiny_yolo()
 A = 160     # slots: 8 x 8 cells x 2 priors (stride 8) + 4 x 4 x 2 (stride 16)
@@ -53,14 +52,8 @@ def data():
 
 @pytest.fixture(scope="module")
 def trained(twins, data):
-    """Canonical weights after 60 torch SGD steps from the shared initialisation: confident objectness."""
-    models, _ = _same_init(twins, SPEC, "torch", 0)
-    train = dataclasses.replace(SPEC.train, schedule="constant")
-    batches = [idx for epoch in batch_plan(len(data.train), 16, 4, 0) for idx in epoch][:60]
-    losses = twins["torch"].task.train_steps(models["torch"], SPEC, data.train.images, data.train.targets, batches,
-                                             train)
-    assert losses[-1] < 0.7 * losses[0], losses
-    return twins["torch"].bridge.export_weights(models["torch"])
+    """Canonical weights after 60 torch SGD steps (batch 16) from the shared initialisation: confident objectness."""
+    return torch_trained_weights(twins, SPEC, data.train, 16, 60, 0.7)
 
 
 
