@@ -76,12 +76,28 @@ def _clock(seconds: float) -> str:
 
 def steps_per_task(task: str | None = None, variant: str | None = None) -> int:
     """data, parity, export, quantize, compression; training per framework; quality and speed per backend;
-    the task's studies. A variant run has no quantize or compression step and no quantized backends."""
+    the task's studies. A variant run has no quantize or compression step and no quantized backends; a
+    model that cannot be exported whole (``spec.export_limit``) runs on the native backends only."""
     studies = len(studies_for(task, variant)) if task else 0
+    limited = task is not None and getattr(get_spec(task, "tiny", variant), "export_limit", None)
+    fp32 = len(B.NATIVE) if limited else len(B.BACKENDS)
     if variant is not None:
-        return 3 + len(FRAMEWORKS) + len(B.BACKENDS) * 2 + studies
+        return 3 + len(FRAMEWORKS) + fp32 * 2 + studies
     backends = len(B.BACKENDS) + len(B.QUANTIZED)
     return 5 + len(FRAMEWORKS) + backends * 2 + studies
+
+
+_DATA: dict = {}
+
+
+def task_data(spec):
+    """The data of ``spec`` (shared.data.load), generated once for a task's main model and each of its
+    variants: they share ``spec.data`` (the standard detection set takes about 15 s to render)."""
+    key = (spec.task, spec.data)
+    if key not in _DATA:
+        _DATA.clear()  # one data set held at a time
+        _DATA[key] = D.load(spec)
+    return _DATA[key]
 
 
 def _model_name(spec) -> str | None:
@@ -142,7 +158,7 @@ class TaskRun:
     def run(self) -> dict:
         twins = self._twins = load_twins(self.task)
         self.progress.step(self.name, "data")
-        data = D.load(self.spec)
+        data = task_data(self.spec)
         models = self._train(twins, data)
         self._parity_levels()
         if REFERENCE not in models:

@@ -74,9 +74,11 @@ class Trainer:
 
     def fit(self, images: torch.Tensor, targets: torch.Tensor, plan: list[list[np.ndarray]],
             evaluate: Callable[[], dict] | None = None, progress: bool = True,
-            augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[dict]:
+            augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+            evaluate_on: str = "test") -> list[dict]:
         """Train over ``plan`` (per epoch, batch index arrays); returns one history row per epoch.
 
+        evaluate: the metrics to record after each epoch, as ``{evaluate_on}_{metric}`` (the split it scores).
         augment: applied to each batch of images before its step (targets unchanged).
         """
         history, elapsed = [], 0.0
@@ -92,7 +94,7 @@ class Trainer:
             elapsed += time.perf_counter() - start
             row = {"epoch": epoch + 1, "loss": total / count, "seconds": elapsed}
             if evaluate is not None:
-                row.update({f"test_{k}": v for k, v in evaluate().items() if not isinstance(v, list)})
+                row.update({f"{evaluate_on}_{k}": v for k, v in evaluate().items() if not isinstance(v, list)})
             history.append(row)
             if progress:
                 print(_describe(row), flush=True)

@@ -130,9 +130,10 @@ class _PlanBatches(keras.utils.PyDataset):
 
 
 class _History(keras.callbacks.Callback):
-    def __init__(self, evaluate, progress):
+    def __init__(self, evaluate, evaluate_on: str, progress):
         super().__init__()
-        self.evaluate, self.progress, self.rows, self.elapsed, self.start = evaluate, progress, [], 0.0, 0.0
+        self.evaluate, self.evaluate_on, self.progress = evaluate, evaluate_on, progress
+        self.rows, self.elapsed, self.start = [], 0.0, 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
@@ -141,7 +142,7 @@ class _History(keras.callbacks.Callback):
         self.elapsed += time.perf_counter() - self.start
         row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "seconds": self.elapsed}
         if self.evaluate is not None:
-            row.update({f"test_{k}": v for k, v in self.evaluate().items() if not isinstance(v, list)})
+            row.update({f"{self.evaluate_on}_{k}": v for k, v in self.evaluate().items() if not isinstance(v, list)})
         self.rows.append(row)
         if self.progress:
             print("  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
@@ -177,12 +178,14 @@ class Trainer:
 
     def fit(self, images: np.ndarray, targets: np.ndarray, plan: list[list[np.ndarray]],
             evaluate: Callable[[], dict] | None = None, progress: bool = True,
-            augment: Callable | None = None) -> list[dict]:
+            augment: Callable | None = None,
+            evaluate_on: str = "test") -> list[dict]:
         """Train over ``plan`` (per epoch, batch index arrays); returns one history row per epoch.
 
+        evaluate: the metrics to record after each epoch, as ``{evaluate_on}_{metric}`` (the split it scores).
         augment: applied to each batch of images before its step (targets unchanged).
         """
-        history = _History(evaluate, progress)
+        history = _History(evaluate, evaluate_on, progress)
         with tf.device(self.device):
             self.adapter.fit(_PlanBatches(images, targets, plan, augment), epochs=len(plan), shuffle=False,
                              verbose=1 if progress else 0, callbacks=[history])

@@ -213,7 +213,7 @@ def test_training_reduces_the_loss_in_both_twins(twins, data):
         model, history = twin.task.train(spec, small, progress=False)
         losses = [row["loss"] for row in history]
         assert len(history) == 3 and losses[-1] < 0.7 * losses[0], (fw, losses)
-        assert {"test_map", "test_map50", "test_ar100"} <= set(history[-1]), (fw, history[-1])
+        assert {"val_map", "val_map50", "val_ar100"} <= set(history[-1]), (fw, history[-1])
         metrics = twin.task.evaluate(model, small.test, spec)
         assert 0.0 <= metrics["map"] <= metrics["map50"] <= 1.0, (fw, metrics)
 

@@ -285,7 +285,7 @@ def test_training_reduces_the_loss_in_both_twins(twins, data):
         # Per-epoch means, measured (12 steps at lr 0.02 on 64 images, each twin from its own seeded
         # initialisation): torch 8.92, 7.31, 6.31; TensorFlow 8.66, 7.00, 6.11.
         assert len(history) == 3 and losses[-1] < 0.8 * losses[0] and losses[1] < losses[0], (fw, losses)
-        assert {"test_map", "test_map50"} <= set(history[-1]), (fw, history[-1])
+        assert {"val_map", "val_map50"} <= set(history[-1]), (fw, history[-1])
 
 
 # ---------------------------------------------------------------- bad input and edge cases

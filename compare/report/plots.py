@@ -105,16 +105,18 @@ def parity_heatmap(parity: list[dict]) -> str:
 def training_curves(training: dict, metric: str = "accuracy") -> str:
     fig, ax = _figure()
     ax2 = ax.twinx()
+    split = "test"  # the split the per-epoch metric scored: detection's trainers use the validation split
     for fw, info in training.items():
         hist = info.get("history", [])
         epochs = [r["epoch"] for r in hist]
         ax.plot(epochs, [r["loss"] for r in hist], "-o", ms=3, color=COLORS.get(fw), label=f"{fw} train loss")
-        acc = [r.get(f"test_{metric}") for r in hist]
+        split = next((s for s in ("val", "test") if hist and f"{s}_{metric}" in hist[0]), split)
+        acc = [r.get(f"{split}_{metric}") for r in hist]
         if acc and all(a is not None for a in acc):
-            ax2.plot(epochs, acc, "--s", ms=3, color=COLORS.get(fw), alpha=0.6, label=f"{fw} test {metric}")
+            ax2.plot(epochs, acc, "--s", ms=3, color=COLORS.get(fw), alpha=0.6, label=f"{fw} {split} {metric}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("train loss")
-    ax2.set_ylabel(f"test {metric}")
+    ax2.set_ylabel(f"{split} {metric}")
     ax2.set_ylim(0, 1)
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()

@@ -579,14 +579,16 @@ def standard_yolo() -> DetectionSpec:
 def standard_faster_rcnn() -> DetectionSpec:
     """The Faster R-CNN-style detector on ``standard()``'s data, body and anchors (2784).
 
-    256 anchors kept before NMS, 64 proposals per image; the RoI head pools 7 x 7 bins from anchor
-    level 0 (stride 8: 16 x 16 x 64 features) with one sample per bin. Measured (torch, lr 0.003):
-    8 epochs with 2 samples per bin (torchvision's default) reached test mAP50 0.78 in 360 s, half of
-    each step in RoIAlign's backward pass; 1 sample per bin 0.70 in 6 epochs (210 s); 32 proposals
-    instead of 64 0.54 (too few candidates); lr 0.006 0.46 in 5 epochs.
+    256 anchors kept before NMS, 64 proposals per image; the RoI head pools 5 x 5 bins from anchor
+    level 0 (stride 8: 16 x 16 x 64 features; the objects span 2 to 8 cells) with one sample per bin.
+    Measured (torch, lr 0.003): 8 epochs with 7 x 7 bins and 2 samples per bin (torchvision's
+    defaults) reached test mAP50 0.78 in 360 s, half of each step in RoIAlign's backward pass
+    (torchvision's CPU kernel runs on one thread); 1 sample per bin 0.81 in 8 epochs (368 s; 0.70 in
+    6); 32 proposals instead of 64 0.54 (too few candidates); lr 0.006 0.46 in 5 epochs.
     """
     base = standard()
     return dataclasses.replace(base, model=dataclasses.replace(base.model, detector="faster_rcnn"),
                                output_keys=OUTPUT_KEYS["faster_rcnn"],
-                               rcnn=FasterRCNNSpec(pre_nms_top_n=256, post_nms_top_n=64, roi_sampling_ratio=1),
+                               rcnn=FasterRCNNSpec(pre_nms_top_n=256, post_nms_top_n=64, roi_output_size=5,
+                                                    roi_sampling_ratio=1),
                                train=standard_train(lr=0.003))

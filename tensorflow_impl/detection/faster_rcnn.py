@@ -27,7 +27,7 @@ from shared.specs.faster_rcnn import MAX_GT_BOXES, RPN_BOX_CODER_WEIGHTS, RPN_OU
 from ..layers import Conv2d, Linear, ModuleList
 from ..ops import batched_nms, decode_boxes, encode_boxes, match_anchors, roi_align
 from .model import body_features, build_body
-from .postprocess import clip_to_image
+from .postprocess import clip_to_image, per_image
 
 
 class RPNHead(keras.layers.Layer):
@@ -351,26 +351,24 @@ def postprocess(outputs, spec: DetectionSpec) -> list[dict[str, np.ndarray]]:
     clipped; the background dropped; scores above ``spec.postprocess.score_threshold``; boxes of at
     least 1e-2 px; NMS within each class at ``nms_iou``; the ``max_detections`` best. Returns, as the
     SSD's ``postprocess``, per image ``boxes`` float32 [D, 4], ``scores`` float32 [D], ``labels`` int64 [D].
-    Runs eagerly.
     """
     proposals, cls_logits, box_regression = _check_outputs(outputs, spec)
+    return per_image(_postprocess_image, spec, proposals, cls_logits, box_regression)
+
+
+def _postprocess_image(props, logits, deltas, spec: DetectionSpec):
     p = spec.postprocess
-    num, k = cls_logits.shape[1], cls_logits.shape[2]
-    detections = []
-    for props, logits, deltas in zip(tf.unstack(proposals), tf.unstack(cls_logits), tf.unstack(box_regression)):
-        boxes = decode_boxes(tf.reshape(deltas, [-1, 4]), tf.reshape(tf.broadcast_to(props[:, None], [num, k, 4]),
-                                                                     [-1, 4]), BOX_CODER_WEIGHTS)
-        boxes = tf.reshape(clip_to_image(tf.reshape(boxes, [num, k, 4])[:, 1:], spec), [-1, 4])     # background dropped
-        scores = tf.reshape(tf.nn.softmax(logits, -1)[:, 1:], [-1])
-        labels = tf.reshape(tf.broadcast_to(tf.range(k - 1, dtype=tf.int64), [num, k - 1]), [-1])
-        keep = (scores > p.score_threshold) & ((boxes[:, 2] - boxes[:, 0]) >= MIN_DETECTION_SIZE) \
-            & ((boxes[:, 3] - boxes[:, 1]) >= MIN_DETECTION_SIZE)
-        boxes, scores, labels = tf.boolean_mask(boxes, keep), tf.boolean_mask(scores, keep), \
-            tf.boolean_mask(labels, keep)
-        kept = batched_nms(boxes, scores, labels, p.nms_iou, p.max_detections)
-        detections.append({"boxes": tf.gather(boxes, kept).numpy(), "scores": tf.gather(scores, kept).numpy(),
-                           "labels": tf.gather(labels, kept).numpy().astype(np.int64)})
-    return detections
+    num, k = logits.shape[0], logits.shape[1]
+    boxes = decode_boxes(tf.reshape(deltas, [-1, 4]), tf.reshape(tf.broadcast_to(props[:, None], [num, k, 4]), [-1, 4]),
+                         BOX_CODER_WEIGHTS)
+    boxes = tf.reshape(clip_to_image(tf.reshape(boxes, [num, k, 4])[:, 1:], spec), [-1, 4])     # background dropped
+    scores = tf.reshape(tf.nn.softmax(logits, -1)[:, 1:], [-1])
+    labels = tf.reshape(tf.broadcast_to(tf.range(k - 1, dtype=tf.int64), [num, k - 1]), [-1])
+    keep = (scores > p.score_threshold) & ((boxes[:, 2] - boxes[:, 0]) >= MIN_DETECTION_SIZE) \
+        & ((boxes[:, 3] - boxes[:, 1]) >= MIN_DETECTION_SIZE)
+    boxes, scores, labels = tf.boolean_mask(boxes, keep), tf.boolean_mask(scores, keep), tf.boolean_mask(labels, keep)
+    kept = batched_nms(boxes, scores, labels, p.nms_iou, p.max_detections)
+    return tf.gather(boxes, kept), tf.gather(scores, kept), tf.gather(labels, kept)
 
 
 __all__ = ["FasterRCNN", "MIN_DETECTION_SIZE", "RPNExport", "RPNHead", "RoIHead", "UNSAMPLED_OFFSET",

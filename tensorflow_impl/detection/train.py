@@ -30,7 +30,8 @@ def evaluate(model: SSD, split: DetectionSplit, spec: DetectionSpec, device: str
 
 def train(spec: DetectionSpec, data: DetectionData | None = None, *, model: SSD | None = None,
           device: str = "cpu", progress: bool = True) -> tuple[SSD, list[dict]]:
-    """Train on ``data`` (loaded from the spec if None); returns the model and per-epoch history (with COCO metrics)."""
+    """Train on ``data`` (loaded from the spec if None); returns the model and per-epoch history (with COCO
+    metrics on the validation split, ``val_map50`` ...: the held-out test split is scored once, after training)."""
     spec.check_data_matches()
     data = data or load_detection(spec.data)
     resolve_device(device)
@@ -40,8 +41,8 @@ def train(spec: DetectionSpec, data: DetectionData | None = None, *, model: SSD 
     images, targets = _training_arrays(spec, data.train.images, data.train.targets)
     plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
     trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=device)
-    history = trainer.fit(images, targets, plan, evaluate=lambda: evaluate(model, data.test, spec, device),
-                          progress=progress, augment=random_erasing(spec))
+    history = trainer.fit(images, targets, plan, evaluate=lambda: evaluate(model, data.val, spec, device),
+                          evaluate_on="val", progress=progress, augment=random_erasing(spec))
     return model, history
 
 

@@ -34,7 +34,7 @@ from shared.yolo import yolo_slots
 from ..layers import Conv2d, ModuleList
 from .loss import _padded_targets
 from .model import body_features, build_body
-from .postprocess import select_per_class
+from .postprocess import per_image, select_per_class
 
 # Initial objectness probability of every slot (RetinaNet's prior, focal-loss paper section 4.1): with the
 # bias at logit(0.01) the many empty slots start near their target, so their summed loss does not swamp
@@ -282,9 +282,8 @@ def yolo_postprocess(outputs, spec: DetectionSpec) -> list[dict[str, np.ndarray]
     above ``spec.postprocess.score_threshold``, at most ``topk_candidates`` of
     them; NMS within each class; the ``max_detections`` best. Returns one dict
     per image, as the SSD's postprocess: ``boxes`` float32 [D, 4] (x1, y1, x2,
-    y2 pixels), ``scores`` float32 [D] descending, ``labels`` int64 [D] (0-based class ids). Runs eagerly.
+    y2 pixels), ``scores`` float32 [D] descending, ``labels`` int64 [D] (0-based class ids).
     """
     objectness, cls_logits, box_regression = _check_outputs(outputs, spec)
     scores_all = tf.sigmoid(objectness)[..., None] * tf.nn.softmax(cls_logits, axis=-1)   # [B, A, K]
-    return [select_per_class(boxes, scores, spec)
-            for boxes, scores in zip(tf.unstack(decode_yolo_boxes(box_regression, spec)), tf.unstack(scores_all))]
+    return per_image(select_per_class, spec, decode_yolo_boxes(box_regression, spec), scores_all)
