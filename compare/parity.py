@@ -215,6 +215,54 @@ def detection_parity(spec, name_a: str, a: list[dict], name_b: str, b: list[dict
     return entries
 
 
+# Share of one backend's selected rows (a two-stage detector's proposals) that the other may lack: a
+# candidate at the top-k cut or an IoU at the NMS threshold flips under float noise of 1e-5.
+UNMATCHED_SHARE = 0.05
+
+
+def selection_parity(name_a: str, name_b: str, what: str, selected: str, dependents: tuple[str, ...],
+                     a: dict, b: dict, rel_tol: float) -> list[dict]:
+    """Outputs that follow a discrete, data-dependent selection, compared row by row.
+
+    ``a[selected]`` and ``b[selected]`` are [N, P, 4] boxes (a two-stage detector's proposals: top-k,
+    then NMS; zero boxes pad unused slots), ``dependents`` the outputs computed on those rows ([N, P, ...]:
+    the RoI head's). Float noise can swap a candidate at the top-k cut or the NMS threshold, which shifts
+    every later slot, so rows are paired by their box (every coordinate within ``rel_tol`` of the largest),
+    not by slot. Entries: ``<what>/<selected> unmatched`` (the larger share of either side's boxes with
+    no partner; at most UNMATCHED_SHARE), then ``<what>/<key>`` for the selection and each dependent,
+    compared on the paired rows.
+    """
+    boxes_a, boxes_b = np.asarray(a[selected], np.float64), np.asarray(b[selected], np.float64)
+    if boxes_a.shape != boxes_b.shape or boxes_a.ndim != 3:
+        return [{"a": name_a, "b": name_b, "what": f"{what}/{selected}", "max_abs": float("inf"), "tol": 0.0,
+                 "ok": False, "error": f"shape {boxes_a.shape} vs {boxes_b.shape}; expected [N, P, 4] each"}]
+    tol = rel_tol * float(np.abs(boxes_a).max()) if boxes_a.size else 0.0
+    rows_a, rows_b, shares = [], [], []
+    for image, (pa, pb) in enumerate(zip(boxes_a, boxes_b)):
+        used = [np.flatnonzero((p[:, 2:] > p[:, :2]).all(axis=1)) for p in (pa, pb)]   # padding slots are empty
+        diff = np.abs(pa[used[0], None] - pb[None, used[1]]).max(axis=-1)               # [Va, Vb]
+        if not diff.size:
+            shares.append(float(len(used[0]) != len(used[1])))
+            continue
+        best = diff.argmin(axis=1)
+        paired = diff[np.arange(len(best)), best] <= tol
+        rows_a += [(image, i) for i in used[0][paired]]
+        rows_b += [(image, j) for j in used[1][best[paired]]]
+        count = int(paired.sum())
+        shares.append(max((len(side) - count) / max(len(side), 1) for side in used))
+    worst = max(shares, default=1.0)
+    entries = [{"a": name_a, "b": name_b, "what": f"{what}/{selected} unmatched", "max_abs": worst,
+                "tol": UNMATCHED_SHARE, "ok": bool(rows_a) and worst <= UNMATCHED_SHARE}]
+    if not rows_a:
+        entries[0]["error"] = f"no {selected} row of {name_a} has a partner in {name_b}"
+        return entries
+    index_a, index_b = tuple(np.array(rows_a).T), tuple(np.array(rows_b).T)
+    for key in (selected, *dependents):
+        entries.append(entry(name_a, name_b, f"{what}/{key}", np.asarray(a[key])[index_a], np.asarray(b[key])[index_b],
+                             rel_tol))
+    return entries
+
+
 def run_parity(task: str, preset: str = "tiny", levels: tuple[str, ...] = LEVELS, seed: int = 0,
                batch: int = 8, progress: Callable[[str], None] | None = None,
                variant: str | None = None) -> list[dict]:

@@ -32,7 +32,7 @@ from . import speed as S
 from .cache import TaskCache
 from .frameworks import load_twins
 from .parity import LEVELS as PARITY_LEVELS
-from .parity import detection_parity, entry, run_parity
+from .parity import detection_parity, entry, run_parity, selection_parity
 from .size import artifact_bytes
 from .studies import StudyContext, studies_for
 
@@ -510,12 +510,16 @@ class TaskRun:
                 self._fail(f"backend {name} run", err)
                 self._mark_failed(name, err)
                 del runners[name]
-        names = list(outputs)
+        names, tol = list(outputs), self.spec.tolerances.onnx
+        selected = getattr(self.spec, "selected_outputs", {})  # compared by paired rows (selection_parity)
+        by_slot = [k for k in self.spec.output_keys if k not in selected and not any(k in d for d in selected.values())]
         for i, a in enumerate(names):
             for b in names[i + 1:]:
-                for key in self.spec.output_keys:
-                    self.result["parity"].append(entry(a, b, f"backends/{key}", outputs[a][key], outputs[b][key],
-                                                       self.spec.tolerances.onnx))
+                for key in by_slot:
+                    self.result["parity"].append(entry(a, b, f"backends/{key}", outputs[a][key], outputs[b][key], tol))
+                for key, dependents in selected.items():
+                    self.result["parity"].extend(selection_parity(a, b, "backends", key, dependents, outputs[a],
+                                                                  outputs[b], tol))
         self._served_detections(outputs)
 
     def _served_detections(self, outputs: dict) -> None:

@@ -82,3 +82,43 @@ def test_detection_is_runnable_by_name_but_not_in_the_default_report():
 
     assert check_task("detection").status == "preview"
     assert "detection" not in ready_tasks() and "classification" in ready_tasks()
+
+
+def test_selected_rows_are_paired_by_box_not_by_slot():
+    """A proposal swapped at the cut shifts every later slot: rows pair by box, the RoI head's outputs are
+    compared on the pairs, and only a few unpaired proposals pass."""
+    import numpy as np
+
+    from compare.parity import UNMATCHED_SHARE, selection_parity
+    from shared.specs import get_spec
+
+    assert get_spec("detection", "tiny", "faster_rcnn").selected_outputs == {
+        "proposals": ("cls_logits", "box_regression")}
+    assert get_spec("detection", "tiny").selected_outputs == {}
+    rng = np.random.default_rng(0)
+    corner = rng.uniform(0, 90, (2, 40, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(5, 30, (2, 40, 2))], axis=-1)
+    boxes[1, 36:] = 0.0                                             # padding slots: not proposals
+
+    def outputs(props):
+        return {"proposals": props, "cls_logits": props.sum(-1, keepdims=True) * [1.0, -0.5],
+                "box_regression": np.tile(props, 2) / 7.0}
+
+    swapped = boxes.copy()
+    swapped[0, 10:39] = boxes[0, 11:40]                               # slot 10 dropped, the rest shift up
+    swapped[0, 39] = [1.0, 2.0, 30.0, 40.0]                          # a new last proposal
+    entries = selection_parity("torch", "tensorflow", "backends", "proposals", ("cls_logits", "box_regression"),
+                               outputs(boxes), outputs(swapped), 1e-5)
+    by_what = {e["what"]: e for e in entries}
+    assert set(by_what) == {"backends/proposals unmatched", "backends/proposals", "backends/cls_logits",
+                            "backends/box_regression"}
+    assert by_what["backends/proposals unmatched"]["max_abs"] == 1 / 40 <= UNMATCHED_SHARE
+    assert all(e["ok"] for e in entries), entries
+    # A paired row whose head output differs fails; so does a selection that shares few boxes.
+    wrong = outputs(swapped)
+    wrong["cls_logits"][0, 3, 0] += 1.0
+    entries = selection_parity("a", "b", "backends", "proposals", ("cls_logits",), outputs(boxes), wrong, 1e-5)
+    assert [e["ok"] for e in entries] == [True, True, False]
+    entries = selection_parity("a", "b", "backends", "proposals", (), outputs(boxes), outputs(boxes[:, ::-1] + 0.5),
+                               1e-5)
+    assert not entries[0]["ok"] and "no proposals row" in entries[0]["error"]

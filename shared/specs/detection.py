@@ -465,6 +465,15 @@ class DetectionSpec:
         return None
 
     @property
+    def selected_outputs(self) -> dict[str, tuple[str, ...]]:
+        """Outputs that follow a discrete, data-dependent selection, each with the outputs computed on its
+        rows: the two-stage detector's proposals (top-k, NMS) and its RoI head's logits and deltas. Float
+        noise can swap a proposal at a cut, so backends compare these by pairing rows, not slot by slot."""
+        if self.model.detector == "faster_rcnn":
+            return {"proposals": ("cls_logits", "box_regression")}
+        return {}
+
+    @property
     def feature_levels(self) -> tuple[int, ...]:
         """Per anchor level, the index of its feature map in ``model.feature_strides`` order."""
         return tuple(self.model.feature_strides.index(s) for s in self.anchors.strides)
