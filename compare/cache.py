@@ -33,10 +33,17 @@ def code_key() -> str:
 
 
 class TaskCache:
-    """The cache folder of one (task, preset, spec, code) combination."""
+    """The cache folder of one (task, preset, spec, code) combination.
 
-    def __init__(self, root: str | Path, task: str, preset: str, spec):
-        self.dir = Path(root) / f"{task}-{preset}-{spec_key(spec)[:10]}-{code_key()}"
+    depends_on: further specs whose models this one's are made from (a detector that starts from another's
+    trained body): a change to any of them changes the key too.
+    """
+
+    def __init__(self, root: str | Path, task: str, preset: str, spec, depends_on: tuple = ()):
+        key = spec_key(spec)
+        if depends_on:
+            key = hashlib.sha256(" ".join([key, *map(spec_key, depends_on)]).encode()).hexdigest()
+        self.dir = Path(root) / f"{task}-{preset}-{key[:10]}-{code_key()}"
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def path(self, name: str) -> Path:

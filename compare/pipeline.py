@@ -23,8 +23,9 @@ from typing import Callable
 import numpy as np
 
 from shared import data as D
+from shared import weights as W
 from shared.metrics import PRIMARY_METRIC, evaluate_outputs
-from shared.specs import FRAMEWORKS, get_spec, run_name
+from shared.specs import FRAMEWORKS, get_spec, run_name, split_run_name
 from shared.weights import write_atomic
 
 from . import backends as B
@@ -135,7 +136,8 @@ class TaskRun:
         self.variant, self.name = variant, run_name(task, variant)
         self.preset, self.budget, self.batches = PROFILES[profile]
         self.spec = get_spec(task, self.preset, variant)
-        self.cache = TaskCache(cache_root, self.name, self.preset, self.spec)
+        self.cache_root = Path(cache_root)
+        self.cache = self._cache_of(self.name, self.spec)
         self._initial = None  # (spec, canonical tensors) of the shared initialisation, made on first use
         self.result = {"status": "ok", "errors": [], "parity": [], "speed": [], "size": [], "quality": {},
                        "backends": [], "training": {}, "exports": [], "preset": self.preset, "task": task,
@@ -183,16 +185,48 @@ class TaskRun:
         """A fresh ``framework`` model holding the reference framework's seeded initialisation (moved through
         the canonical layout). Both frameworks start training from the same weights, so the gap between their
         trained models measures the frameworks, not two random draws (with torch as the reference, the
-        torch model is exactly what its own ``train`` would have built)."""
+        torch model is exactly what its own ``train`` would have built). With ``spec.body_from``, the body
+        (``spec.body_keys``) comes from that run's trained reference model instead."""
         import torch
 
         spec = spec or self.spec
         if self._initial is None or self._initial[0] is not spec:
             torch.manual_seed(spec.train.seed)
             reference = self._twins[REFERENCE]
-            self._initial = (spec, reference.bridge.export_weights(reference.task.build_model(spec)))
+            tensors = reference.bridge.export_weights(reference.task.build_model(spec))
+            if getattr(spec, "body_from", None):
+                tensors.update(self._trained_body(spec, tensors))
+            self._initial = (spec, tensors)
         twin = self._twins[framework]
         return twin.bridge.import_weights(twin.task.build_model(spec), self._initial[1])
+
+    def _cache_of(self, name: str, spec) -> TaskCache:
+        """The cache folder of run ``name``, keyed by its spec and the specs of the runs it starts from."""
+        depends_on, source = [], getattr(spec, "body_from", None)
+        while source:
+            task, variant = split_run_name(source)
+            source_spec = get_spec(task, self.preset, variant)
+            depends_on.append(source_spec)
+            source = getattr(source_spec, "body_from", None)
+        return TaskCache(self.cache_root, name, self.preset, spec, tuple(depends_on))
+
+    def _trained_body(self, spec, initial: dict) -> dict:
+        """The body tensors (``spec.body_keys``) of run ``spec.body_from``'s trained reference model, read from
+        its cache folder (the report runs a task's main model before its variants)."""
+        task, variant = split_run_name(spec.body_from)
+        source = get_spec(task, self.preset, variant)
+        path = self._cache_of(spec.body_from, source).path(f"trained-{REFERENCE}.safetensors")
+        if not path.exists():
+            raise RuntimeError(f"{self.name} starts from the trained body of {spec.body_from!r}, which is not in the "
+                               f"cache ({path}): run {spec.body_from!r} first (the report runs it before this)")
+        trained = W.load_file(path)
+        body = {k: v for k, v in trained.items() if k.startswith(spec.body_keys)}
+        wrong = {k: (v.shape, initial.get(k, np.empty(0)).shape) for k, v in body.items()
+                 if k not in initial or v.shape != initial[k].shape}
+        if not body or wrong:
+            raise ValueError(f"{path}: expected body tensors {spec.body_keys} matching {self.name}'s; received "
+                             f"{len(body)} body tensors, mismatched (trained, expected): {wrong}")
+        return body
 
     def _train(self, twins, data) -> dict:
         models = {}

@@ -103,3 +103,37 @@ def test_variants_resolve_and_unknown_ones_are_named():
     # The boxes picture runs for every detector; the anchor and occlusion studies for the main one.
     assert [s.name for s in studies_for("detection", "yolo")] == ["boxes"]
     assert len(studies_for("detection", None)) == 3 and studies_for("classification", None) == []
+
+
+def test_a_variant_starts_from_the_trained_body_of_the_run_it_names(tmp_path):
+    """``body_from``: the body tensors come from the named run's cached reference weights, the heads from the
+    seeded initialisation, the same in both frameworks; a missing source is a clear error; the cache key
+    follows the source's spec."""
+    from compare.frameworks import load_twins
+    from compare.pipeline import Progress, TaskRun
+
+    assert get_spec("detection", "standard", "yolo").body_from == "detection"
+    assert get_spec("detection", "standard", "faster_rcnn").body_from == "detection"
+    with pytest.raises(SpecError, match="body_from"):
+        dataclasses.replace(tiny(), body_from="")
+    run = TaskRun("detection", "quick", tmp_path, 1, Progress(1, printer=lambda s: None), variant="yolo")
+    run._twins = twins = load_twins("detection")
+    plain_key = run.cache.dir.name
+    run.spec = dataclasses.replace(run.spec, body_from="detection")
+    assert run._cache_of(run.name, run.spec).dir.name != plain_key
+    with pytest.raises(RuntimeError, match="starts from the trained body of 'detection'"):
+        run.initial_model("torch")
+    source = twins["torch"].task.build_model(get_spec("detection", "tiny"))
+    trained = {k: np.random.default_rng(1).standard_normal(v.shape).astype(np.float32)
+               for k, v in twins["torch"].bridge.export_weights(source).items()}
+    twins["torch"].bridge.save_weights(twins["torch"].bridge.import_weights(source, trained),
+                                       run._cache_of("detection", get_spec("detection", "tiny")).path(
+                                           "trained-torch.safetensors"))
+    seeded = run.initial_model("torch").state_dict()
+    for fw in ("torch", "tensorflow"):
+        run._initial = None
+        tensors = twins[fw].bridge.export_weights(run.initial_model(fw))
+        body = [k for k in tensors if k.startswith(run.spec.body_keys)]
+        assert body and all(np.array_equal(tensors[k], trained[k]) for k in body), fw
+        heads = [k for k in tensors if k.startswith("obj_head.")]
+        assert heads and all(np.allclose(tensors[k], seeded[k].numpy()) for k in heads), fw
