@@ -52,7 +52,7 @@ def trained(twins, data):
 
 def test_registry_has_the_presets_and_lists_detection_as_preview():
     entry = TASKS["detection"]
-    assert entry.status == "preview"  # runnable by name; the default report waits for the issue to close
+    assert entry.status == "preview"  # runnable by name; not yet in the default report (its quick profile)
     assert entry.presets["tiny"]() == SPEC and entry.presets["standard"]() == standard()
     assert SPEC.input_shape == (64, 64, 3) and SPEC.task == "detection"
     assert SPEC.output_keys == ("cls_logits", "box_regression")

@@ -25,9 +25,9 @@ class TaskEntry:
 
     status: ``ready`` when both twins implement the contract and the default
         report runs the task; ``preview`` when the twins work (parity, training,
-        every backend) but the task's issue is still open, so the report runs it
-        only when asked by name (``--tasks NAME``); ``planned`` while the task
-        is on the roadmap only.
+        every backend) but the task does not yet fit the default report's time
+        budgets (ARCHITECTURE.md), so the report runs it only when asked by name
+        (``--tasks NAME``); ``planned`` while the task is on the roadmap only.
     seed_answers: the numbers of the seed answers whose claims it measures.
     presets: the main model's specs by preset (``tiny`` for tests, ``standard`` for the report).
     variants: further models of the same task, each with its own presets (the detection task's
@@ -49,8 +49,8 @@ TASKS: dict[str, TaskEntry] = {e.name: e for e in (
               "ready", {"tiny": classification.tiny, "standard": classification.standard}),
     TaskEntry("augmentation", "data augmentation ops and their ablation", (4,)),
     TaskEntry("transfer_learning", "pretrain, freeze and fine-tune across domains", (3, 18)),
-    # Preview: the twins run through parity and the whole harness (`twinvision report --tasks detection`);
-    # the default report adds it when the detection issue's quality targets are met.
+    # Preview: the twins meet their targets through the whole harness (`twinvision report --tasks detection`,
+    # 20 min cold); the default report adds detection once its quick profile fits beside classification's.
     TaskEntry("detection", "anchors; SSD-, Faster R-CNN- and YOLO-style detectors", (5, 19, 23), "preview",
               {"tiny": detection.tiny, "standard": detection.standard},
               {"yolo": {"tiny": detection.tiny_yolo, "standard": detection.standard_yolo},
