@@ -215,22 +215,17 @@ def detection_parity(spec, name_a: str, a: list[dict], name_b: str, b: list[dict
     return entries
 
 
-# Share of one backend's selected rows (a two-stage detector's proposals) that the other may lack: a
-# candidate at the top-k cut or an IoU at the NMS threshold flips under float noise of 1e-5.
-UNMATCHED_SHARE = 0.05
-
-
 def selection_parity(name_a: str, name_b: str, what: str, selected: str, dependents: tuple[str, ...],
                      a: dict, b: dict, rel_tol: float) -> list[dict]:
     """Outputs that follow a discrete, data-dependent selection, compared row by row.
 
     ``a[selected]`` and ``b[selected]`` are [N, P, 4] boxes (a two-stage detector's proposals: top-k,
     then NMS; zero boxes pad unused slots), ``dependents`` the outputs computed on those rows ([N, P, ...]:
-    the RoI head's). Float noise can swap a candidate at the top-k cut or the NMS threshold, which shifts
-    every later slot, so rows are paired by their box (every coordinate within ``rel_tol`` of the largest),
-    not by slot. Entries: ``<what>/<selected> unmatched`` (the larger share of either side's boxes with
-    no partner; at most UNMATCHED_SHARE), then ``<what>/<key>`` for the selection and each dependent,
-    compared on the paired rows.
+    the RoI head's). Both sides must select the same boxes, but not in the same slots: proposals with tied
+    scores come out of NMS in either order (graph-mode TF and eager differ), which shifts every later
+    slot, so rows are paired by their box (every coordinate within ``rel_tol`` of the largest). Entries:
+    ``<what>/<selected> unmatched`` (the larger share of either side's boxes with no partner; must be 0),
+    then ``<what>/<key>`` for the selection and each dependent, compared on the paired rows.
     """
     boxes_a, boxes_b = np.asarray(a[selected], np.float64), np.asarray(b[selected], np.float64)
     if boxes_a.shape != boxes_b.shape or boxes_a.ndim != 3:
@@ -252,7 +247,7 @@ def selection_parity(name_a: str, name_b: str, what: str, selected: str, depende
         shares.append(max((len(side) - count) / max(len(side), 1) for side in used))
     worst = max(shares, default=1.0)
     entries = [{"a": name_a, "b": name_b, "what": f"{what}/{selected} unmatched", "max_abs": worst,
-                "tol": UNMATCHED_SHARE, "ok": bool(rows_a) and worst <= UNMATCHED_SHARE}]
+                "tol": 0.0, "ok": bool(rows_a) and worst == 0.0}]
     if not rows_a:
         entries[0]["error"] = f"no {selected} row of {name_a} has a partner in {name_b}"
         return entries

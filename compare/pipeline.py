@@ -200,21 +200,23 @@ class TaskRun:
         twin = self._twins[framework]
         return twin.bridge.import_weights(twin.task.build_model(spec), self._initial[1])
 
+    def _spec_of(self, run: str):
+        """The spec of run ``run`` (``shared.specs.run_name``) at this run's preset."""
+        task, variant = split_run_name(run)
+        return get_spec(task, self.preset, variant)
+
     def _cache_of(self, name: str, spec) -> TaskCache:
         """The cache folder of run ``name``, keyed by its spec and the specs of the runs it starts from."""
         depends_on, source = [], getattr(spec, "body_from", None)
         while source:
-            task, variant = split_run_name(source)
-            source_spec = get_spec(task, self.preset, variant)
-            depends_on.append(source_spec)
-            source = getattr(source_spec, "body_from", None)
+            depends_on.append(self._spec_of(source))
+            source = getattr(depends_on[-1], "body_from", None)
         return TaskCache(self.cache_root, name, self.preset, spec, tuple(depends_on))
 
     def _trained_body(self, spec, initial: dict) -> dict:
         """The body tensors (``spec.body_keys``) of run ``spec.body_from``'s trained reference model, read from
         its cache folder (the report runs a task's main model before its variants)."""
-        task, variant = split_run_name(spec.body_from)
-        source = get_spec(task, self.preset, variant)
+        source = self._spec_of(spec.body_from)
         path = self._cache_of(spec.body_from, source).path(f"trained-{REFERENCE}.safetensors")
         if not path.exists():
             raise RuntimeError(f"{self.name} starts from the trained body of {spec.body_from!r}, which is not in the "

@@ -85,11 +85,11 @@ def test_detection_is_runnable_by_name_but_not_in_the_default_report():
 
 
 def test_selected_rows_are_paired_by_box_not_by_slot():
-    """A proposal swapped at the cut shifts every later slot: rows pair by box, the RoI head's outputs are
-    compared on the pairs, and only a few unpaired proposals pass."""
+    """Tied proposals in another order shift every later slot: rows pair by box and the RoI head's outputs
+    are compared on the pairs; a proposal only one side selected fails, as does a paired row that differs."""
     import numpy as np
 
-    from compare.parity import UNMATCHED_SHARE, selection_parity
+    from compare.parity import selection_parity
     from shared.specs import get_spec
 
     assert get_spec("detection", "tiny", "faster_rcnn").selected_outputs == {
@@ -104,21 +104,22 @@ def test_selected_rows_are_paired_by_box_not_by_slot():
         return {"proposals": props, "cls_logits": props.sum(-1, keepdims=True) * [1.0, -0.5],
                 "box_regression": np.tile(props, 2) / 7.0}
 
-    swapped = boxes.copy()
-    swapped[0, 10:39] = boxes[0, 11:40]                               # slot 10 dropped, the rest shift up
-    swapped[0, 39] = [1.0, 2.0, 30.0, 40.0]                          # a new last proposal
-    entries = selection_parity("torch", "tensorflow", "backends", "proposals", ("cls_logits", "box_regression"),
-                               outputs(boxes), outputs(swapped), 1e-5)
-    by_what = {e["what"]: e for e in entries}
-    assert set(by_what) == {"backends/proposals unmatched", "backends/proposals", "backends/cls_logits",
-                            "backends/box_regression"}
-    assert by_what["backends/proposals unmatched"]["max_abs"] == 1 / 40 <= UNMATCHED_SHARE
-    assert all(e["ok"] for e in entries), entries
-    # A paired row whose head output differs fails; so does a selection that shares few boxes.
-    wrong = outputs(swapped)
+    def compare(b, dependents=("cls_logits", "box_regression")):
+        return selection_parity("torch", "tensorflow", "backends", "proposals", dependents, outputs(boxes), b,
+                                1e-5)
+
+    reordered = boxes.copy()
+    reordered[0, 10:39], reordered[0, 39] = boxes[0, 11:40], boxes[0, 10]     # slot 10 moved to the end
+    entries = compare(outputs(reordered))
+    assert [e["what"] for e in entries] == ["backends/proposals unmatched", "backends/proposals",
+                                            "backends/cls_logits", "backends/box_regression"]
+    assert all(e["ok"] for e in entries) and entries[0]["max_abs"] == 0.0, entries
+    swapped = reordered.copy()
+    swapped[0, 39] = [1.0, 2.0, 30.0, 40.0]                         # a box only one side selected
+    entries = compare(outputs(swapped))
+    assert entries[0]["max_abs"] == 1 / 40 and not entries[0]["ok"] and all(e["ok"] for e in entries[1:])
+    wrong = outputs(reordered)
     wrong["cls_logits"][0, 3, 0] += 1.0
-    entries = selection_parity("a", "b", "backends", "proposals", ("cls_logits",), outputs(boxes), wrong, 1e-5)
-    assert [e["ok"] for e in entries] == [True, True, False]
-    entries = selection_parity("a", "b", "backends", "proposals", (), outputs(boxes), outputs(boxes[:, ::-1] + 0.5),
-                               1e-5)
+    assert [e["ok"] for e in compare(wrong, ("cls_logits",))] == [True, True, False]
+    entries = compare(outputs(boxes[:, ::-1] + 0.5), ())
     assert not entries[0]["ok"] and "no proposals row" in entries[0]["error"]
