@@ -14,43 +14,87 @@ SUPPORTED, REFUTED, MIXED, NOT_MEASURABLE = "supported", "refuted", "mixed", "no
 MARGIN = 0.10
 
 
+def _row(task: dict, backend: str, batch: int) -> dict | None:
+    return next((r for r in task.get("speed", []) if r["backend"] == backend and r["batch"] == batch), None)
+
+
 def _p50(task: dict, backend: str, batch: int) -> float | None:
-    for row in task.get("speed", []):
-        if row["backend"] == backend and row["batch"] == batch:
-            return row["p50_ms"]
-    return None
+    row = _row(task, backend, batch)
+    return row["p50_ms"] if row else None
 
 
 def _ratio_phrase(slow: float, fast: float) -> str:
     return f"{slow / fast:.2f}x" if fast else "n/a"
 
 
+def _beats(task: dict, slow: str, fast: str, batch: int) -> bool | None:
+    """Whether backend ``fast`` is faster than ``slow`` by more than the margin *and* more than the timing noise
+    of both figures (their CV); None when either was not timed."""
+    a, b = _row(task, slow, batch), _row(task, fast, batch)
+    if not a or not b:
+        return None
+    noise = max(a.get("cv", 0.0), b.get("cv", 0.0))
+    return a["p50_ms"] / b["p50_ms"] > 1 + max(MARGIN, 2 * noise)
+
+
+def speed_sources(results: dict) -> list[tuple[str, str, dict]]:
+    """What the speed claims are graded on, smallest first: (name, size class, speed block). The tasks' own
+    models and the reference workloads (compare.workloads: ResNets at 224 px); the size class names the
+    model's cost so that a verdict can say where it changes with model size."""
+    out = []
+    for name, task in results.get("tasks", {}).items():
+        if task.get("speed"):
+            out.append((name, "task model", task))
+    for name, block in (results.get("workloads") or {}).items():
+        if block.get("speed"):
+            out.append((f"{name}@{block.get('image_size', 224)}", "ResNet-size", block))
+    return out
+
+
+def _cost(block: dict) -> str:
+    flops = block.get("flops_per_image")
+    return f"{flops / 1e9:.2g} GFLOP/image" if flops else "FLOPs not counted"
+
+
+def _by_size(verdicts: dict[str, list[bool]]) -> tuple[str, str]:
+    """One verdict per size class from its flags, then the overall verdict and where it changes."""
+    per_class = {c: _verdict(flags) for c, flags in verdicts.items() if flags}
+    if not per_class:
+        return NOT_MEASURABLE, ""
+    values = set(per_class.values())
+    overall = values.pop() if len(values) == 1 else MIXED
+    phrase = "; ".join(f"{c}: {v}" for c, v in per_class.items())
+    if len(set(per_class.values())) > 1:
+        phrase += " (the verdict changes with model size)"
+    return overall, phrase
+
+
 def static_graph(results: dict, code: dict, env: dict) -> tuple[str, str]:
-    """Graph compilation beats eager execution in each framework."""
-    lines, wins = [], {"tensorflow": [], "torch": []}
-    for name, task in results["tasks"].items():
-        for batch in (1, 32):
-            eager, graph, xla = (_p50(task, b, batch) for b in ("tensorflow-eager", "tensorflow", "tensorflow-xla"))
-            t_eager, t_comp = _p50(task, "torch", batch), _p50(task, "torch-compile", batch)
+    """Graph compilation beats eager execution in each framework, on small models and on ResNet-size ones."""
+    lines, flags = [], {}
+    for name, size_class, block in speed_sources(results):
+        lines.append(f"[{name}, {_cost(block)}]")
+        for batch in sorted({r["batch"] for r in block["speed"]}):
+            eager, graph, xla = (_p50(block, b, batch) for b in ("tensorflow-eager", "tensorflow", "tensorflow-xla"))
+            t_eager, t_comp = _p50(block, "torch", batch), _p50(block, "torch-compile", batch)
+            won = []
             if eager and graph:
-                best = min(x for x in (graph, xla) if x)
-                wins["tensorflow"].append(eager / best)
-                lines.append(f"{name} b{batch}: TF eager {eager:.3g} ms, tf.function {graph:.3g} ms"
-                             + (f", XLA {xla:.3g} ms" if xla else "") + f" (static {_ratio_phrase(eager, best)} faster)")
+                best = "tensorflow" if not xla or graph <= xla else "tensorflow-xla"
+                won.append(bool(_beats(block, "tensorflow-eager", best, batch)))
+                lines.append(f"b{batch}: TF eager {eager:.3g} ms, tf.function {graph:.3g} ms"
+                             + (f", XLA {xla:.3g} ms" if xla else "")
+                             + f" (static {_ratio_phrase(eager, min(graph, xla or graph))} faster)")
             if t_eager and t_comp:
-                wins["torch"].append(t_eager / t_comp)
-                lines.append(f"{name} b{batch}: torch eager {t_eager:.3g} ms, torch.compile {t_comp:.3g} ms "
+                won.append(bool(_beats(block, "torch", "torch-compile", batch)))
+                lines.append(f"b{batch}: torch eager {t_eager:.3g} ms, torch.compile {t_comp:.3g} ms "
                              f"({_ratio_phrase(t_eager, t_comp)})")
-            natives = {b: _p50(task, b, batch) for b in ("torch", "torch-compile", "tensorflow", "tensorflow-xla")}
-            natives = {b: v for b, v in natives.items() if v}
-            if natives:
-                best = min(natives, key=natives.get)
-                lines.append(f"{name} b{batch}: best framework-native backend is {best} ({natives[best]:.3g} ms)")
-    if not wins["tensorflow"] or not wins["torch"]:
+            if len(won) == 2:
+                flags.setdefault(size_class, []).append(all(won))
+    if not flags:
         return NOT_MEASURABLE, "no eager and compiled timings of both frameworks in this run"
-    faster = {fw: sum(r > 1 + MARGIN for r in rs) > len(rs) / 2 for fw, rs in wins.items()}
-    verdict = SUPPORTED if all(faster.values()) else REFUTED if not any(faster.values()) else MIXED
-    return verdict, "; ".join(lines)
+    verdict, by_size = _by_size(flags)
+    return verdict, (f"{by_size}. A point counts when both frameworks' compiled form is faster by more than "
+                     f"{MARGIN:.0%} and twice the timing CV. " + "; ".join(lines))
 
 
 def pythonic(results: dict, code: dict, env: dict) -> tuple[str, str]:
@@ -100,39 +144,51 @@ def _compare(tf_value: float, torch_value: float) -> int:
 def tf_production(results: dict, code: dict, env: dict) -> tuple[str, str]:
     """TensorFlow deploys better: smaller deployable artifacts, faster serving, exports that work.
 
-    Each framework's best deployable is compared: TensorFlow's TFLite or ONNX
-    export against PyTorch's .pt2 or ONNX export, by size and batch-1 latency.
+    Each framework's best deployable is compared, per model (tasks and reference workloads): TensorFlow's
+    TFLite or ONNX export against PyTorch's .pt2 or ONNX export, by size and batch-1 latency. A latency
+    difference counts only beyond the margin and twice the timing CV of both figures.
     """
     exports = _exports(results)
     tf_ok = bool(exports["tensorflow"]) and all(r["status"] == "ok" for r in exports["tensorflow"])
-    lines, points = [], []
-    for name, task in results["tasks"].items():
-        sizes = {r["artifact"]: r["bytes"] for r in task.get("size", [])}
+    lines, points = [], {}
+    for name, size_class, block in speed_sources(results):
+        sizes = {r["artifact"]: r["bytes"] for r in block.get("size", [])}
         tf_sizes = {a: sizes[a] for a in ("tflite-fp32", "onnx-from-tensorflow") if a in sizes}
         torch_sizes = {a: sizes[a] for a in ("pt2", "onnx-from-torch") if a in sizes}
         if tf_sizes and torch_sizes:
             tf_best, torch_best = min(tf_sizes, key=tf_sizes.get), min(torch_sizes, key=torch_sizes.get)
-            points.append(_compare(tf_sizes[tf_best], torch_sizes[torch_best]))
+            points.setdefault(size_class, []).append(_compare(tf_sizes[tf_best], torch_sizes[torch_best]))
             lines.append(f"{name} smallest deployable: TF {tf_best} {tf_sizes[tf_best]} B vs torch {torch_best} "
-                         f"{torch_sizes[torch_best]} B (SavedModel {sizes.get('saved_model')} B)")
-        tf_lat = {b: _p50(task, b, 1) for b in ("tflite-fp32", "onnxruntime-from-tensorflow", "tensorflow")}
-        torch_lat = {b: _p50(task, b, 1) for b in ("torch", "torch-compile", "onnxruntime-from-torch")}
+                         f"{torch_sizes[torch_best]} B")
+        tf_lat = {b: _p50(block, b, 1) for b in ("tflite-fp32", "onnxruntime-from-tensorflow", "tensorflow")}
+        torch_lat = {b: _p50(block, b, 1) for b in ("torch", "torch-compile", "onnxruntime-from-torch")}
         tf_lat, torch_lat = {k: v for k, v in tf_lat.items() if v}, {k: v for k, v in torch_lat.items() if v}
         if tf_lat and torch_lat:
             tf_best, torch_best = min(tf_lat, key=tf_lat.get), min(torch_lat, key=torch_lat.get)
-            points.append(_compare(tf_lat[tf_best], torch_lat[torch_best]))
-            lines.append(f"{name} fastest batch-1 deployment: TF {tf_best} {tf_lat[tf_best]:.3g} ms vs torch "
-                         f"{torch_best} {torch_lat[torch_best]:.3g} ms")
+            point = 1 if _beats(block, torch_best, tf_best, 1) else -1 if _beats(block, tf_best, torch_best, 1) else 0
+            points.setdefault(size_class, []).append(point)
+            lines.append(f"{name} ({_cost(block)}) fastest batch-1 deployment: TF {tf_best} {tf_lat[tf_best]:.3g} ms "
+                         f"vs torch {torch_best} {torch_lat[torch_best]:.3g} ms"
+                         + ("" if point else " (a tie within margin and noise)"))
     lines.append("TF exports: " + ", ".join(f"{r['artifact']} {r['status']}" for r in exports["tensorflow"]))
     if not points:
         return NOT_MEASURABLE, "no deployable artifacts of both frameworks were produced in this run"
     lines.append("TFLite is the one mobile runtime here, and it is TensorFlow's; ONNX Runtime serves both "
                  "frameworks' exports")
-    if tf_ok and all(p >= 0 for p in points) and any(p > 0 for p in points):
-        return SUPPORTED, "; ".join(lines)
-    if all(p <= 0 for p in points) and any(p < 0 for p in points):
-        return REFUTED, "; ".join(lines)
-    return MIXED, "; ".join(lines)
+
+    def grade(ps: list[int]) -> str:
+        if tf_ok and all(p >= 0 for p in ps) and any(p > 0 for p in ps):
+            return SUPPORTED
+        if all(p <= 0 for p in ps) and any(p < 0 for p in ps):
+            return REFUTED
+        return MIXED
+
+    per_class = {c: grade(ps) for c, ps in points.items()}
+    overall = grade([p for ps in points.values() for p in ps])
+    phrase = "; ".join(f"{c}: {v}" for c, v in per_class.items())
+    if len(set(per_class.values())) > 1:
+        phrase += " (the verdict changes with model size)"
+    return overall, phrase + ". " + "; ".join(lines)
 
 
 def torch_deploy_effort(results: dict, code: dict, env: dict) -> tuple[str, str]:
@@ -194,20 +250,42 @@ def quant_smaller(results: dict, code: dict, env: dict) -> tuple[str, str]:
     return _verdict([r["size_ratio"] <= 0.3 for _, r in rows]), evidence
 
 
+# The fp32 backend each int8 backend of the reference workloads is timed against (its own runtime).
+WORKLOAD_INT8_SOURCES = {"torch-int8": "torch-compile", "onnxruntime-int8": "onnxruntime-from-torch",
+                         "tflite-int8": "tflite-fp32"}
+
+
+def _host_phrase(results: dict) -> str:
+    host = results.get("run", {}).get("host", {})
+    bits = host.get("int8", {}).get("weight_bits", "?")
+    return (f"measured on {host.get('cpu', 'an unnamed CPU')} ({host.get('isa', 'ISA unknown')}; int8 weights "
+            f"{bits}-bit): int8 speed depends on VNNI, which adds four u8 x s8 products in one instruction")
+
+
 def quant_faster(results: dict, code: dict, env: dict) -> tuple[str, str]:
-    """int8 inference is faster than float32 inference in the same runtime."""
-    lines, flags = [], []
+    """int8 inference is faster than float32 inference in the same runtime, on the tasks' models and on
+    ResNet-size workloads; the CPU's int8 instructions are named, since the answer depends on them."""
+    lines, flags = [], {}
     for name, r in _quant_rows(results):
         if "int8" not in r["variant"]:
             continue
         for batch in (1, 32):
             ratio = r.get(f"speedup_b{batch}")
             if ratio:
-                flags.append(ratio > 1 + MARGIN)
+                flags.setdefault("task model", []).append(ratio > 1 + MARGIN)
                 lines.append(f"{name} {r['variant']} b{batch}: {ratio:.2f}x vs {r['fp32_backend']}")
+    for name, block in (results.get("workloads") or {}).items():
+        for int8, fp32 in WORKLOAD_INT8_SOURCES.items():
+            for batch in block.get("batches", []):
+                q, f = _p50(block, int8, batch), _p50(block, fp32, batch)
+                if q and f:
+                    flags.setdefault("ResNet-size", []).append(f / q > 1 + MARGIN)
+                    lines.append(f"{name} {int8} b{batch}: {f / q:.2f}x vs {fp32}")
     if not flags:
         return NOT_MEASURABLE, "no int8 variant was timed beside its float32 source in this run"
-    return _verdict(flags), "; ".join(lines) + f" (speedup = fp32 p50 / int8 p50; > {1 + MARGIN:.2f}x counts)"
+    verdict, by_size = _by_size(flags)
+    return verdict, (f"{by_size}; {_host_phrase(results)}. " + "; ".join(lines)
+                     + f" (speedup = fp32 p50 / int8 p50; > {1 + MARGIN:.2f}x counts)")
 
 
 def quant_energy(results: dict, code: dict, env: dict) -> tuple[str, str]:

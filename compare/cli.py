@@ -113,11 +113,14 @@ def _cmd_bench(args) -> int:
     """The report's measurements for one task, printed as a table (same code path as the report)."""
     check_task(args.task)
     from . import backends as B
-    from .pipeline import Progress, TaskRun, steps_per_task
+    from .pipeline import TaskRun, planned_steps
+    from .progress import CostBook, Progress
 
     threads = args.threads or os.cpu_count() or 1
     B.set_threads(threads)
-    result = TaskRun(args.task, args.profile, Path(args.cache), threads, Progress(steps_per_task(args.task))).run()
+    progress = Progress(planned_steps(args.task, profile=args.profile), CostBook(args.cache, args.profile))
+    result = TaskRun(args.task, args.profile, Path(args.cache), threads, progress).run()
+    progress.finish()
     print(f"\n{'backend':<30} {'batch':>5} {'p50 ms':>10} {'p90 ms':>10} {'cv':>6} {'runs':>5}")
     for r in result["speed"]:
         print(f"{r['backend']:<30} {r['batch']:>5} {r['p50_ms']:>10.4g} {r['p90_ms']:>10.4g} {r['cv']:>6.2f} "
@@ -133,10 +136,11 @@ def _cmd_export(args) -> int:
     """Train (or take from the cache) and export every artifact of both twins; prints their paths."""
     check_task(args.task)
     from . import backends as B
-    from .pipeline import Progress, TaskRun
+    from .pipeline import TaskRun
+    from .progress import Progress
 
     B.set_threads(os.cpu_count() or 1)
-    run = TaskRun(args.task, args.profile, Path(args.cache), os.cpu_count() or 1, Progress(4))
+    run = TaskRun(args.task, args.profile, Path(args.cache), os.cpu_count() or 1, Progress([]))
     from .frameworks import load_twins
     from shared import data as D
 

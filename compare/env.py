@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import platform
 import uuid
 from importlib import metadata
 
+from shared.cpu import cpu_info, int8_setting
+
 PACKAGES = ("torch", "torchvision", "tensorflow", "keras", "onnx", "onnxruntime", "tf2onnx", "ai-edge-litert",
             "numpy", "safetensors")
 
 
-def _cpu_name() -> str:
+def kernels() -> dict:
+    """What each library will run on this CPU: the int8 setting, TensorFlow's oneDNN switch, torch's ISA."""
+    out = {"int8": dataclasses.asdict(int8_setting())}
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        import tensorflow_impl
+
+        out["tensorflow_onednn"] = tensorflow_impl.ONEDNN
+    except ImportError as err:  # a host block is still written without the frameworks
+        out["tensorflow_onednn"] = {"enabled": None, "source": "unknown", "reason": f"tensorflow_impl: {err}"}
+    try:
+        import torch
+
+        out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except ImportError as err:
+        out["torch_cpu_capability"] = f"unknown ({err})"
+    return out
 
 
 def versions() -> dict[str, str]:
@@ -35,11 +45,12 @@ def versions() -> dict[str, str]:
 
 def run_info(profile: str, threads: int | None = None) -> dict:
     """The ``run`` block of results.json."""
+    cpu = cpu_info()
     return {
         "id": f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "profile": profile,
-        "host": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": threads or os.cpu_count(),
-                 "platform": platform.platform()},
+        "host": {"cpu": cpu.model, "isa": cpu.isa, "cpu_features": cpu.flags, "cores": os.cpu_count(),
+                 "threads": threads or os.cpu_count(), "platform": platform.platform(), **kernels()},
         "versions": versions(),
     }

@@ -13,6 +13,7 @@ backend parity matrix compares like with like.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import traceback
@@ -24,18 +25,24 @@ import numpy as np
 
 from shared import data as D
 from shared import weights as W
+from shared.cpu import int8_setting
 from shared.metrics import PRIMARY_METRIC, evaluate_outputs
 from shared.specs import FRAMEWORKS, get_spec, run_name, split_run_name
 from shared.weights import write_atomic
 
 from . import backends as B
 from . import speed as S
+from . import training_speed
 from .cache import TaskCache
+from .exports import export_all
 from .frameworks import load_twins
 from .parity import LEVELS as PARITY_LEVELS
 from .parity import detection_parity, entry, run_parity, selection_parity
+from .progress import Progress, Step
+from .quantization import u8s8_headroom
 from .size import artifact_bytes
 from .studies import StudyContext, studies_for
+from .training_speed import framework_step
 
 PROFILES = {
     # profile: (model preset, timing budget, batch sizes)
@@ -53,39 +60,50 @@ REFERENCE = "torch"  # whose trained weights every backend runs
 SERVED_MIN_SCORE = 0.05
 
 
-@dataclass
-class Progress:
-    """Prints what runs now, how long the run has taken and an estimate of what is left."""
-
-    total_steps: int
-    done: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    printer: Callable[[str], None] = print
-
-    def step(self, task: str, what: str) -> None:
-        elapsed = time.perf_counter() - self.started
-        left = elapsed / self.done * (self.total_steps - self.done) if self.done else float("nan")
-        eta = f", ~{_clock(left)} left" if self.done else ""
-        self.printer(f"[{task} {self.done + 1}/{self.total_steps}] {what} (elapsed {_clock(elapsed)}{eta})")
-        self.done += 1
+# What each step of a run says on the progress line (and the key of its cost in compare.progress).
+QUANTIZE_STEP = "quantize: TFLite fp16 / dynamic / int8, QAT, torch pt2e int8, ORT int8"
+TRAINING_SPEED_STEP = "training speed: each twin's loop against its framework's bare step"
+PARITY_STEP = "parity levels L1-L4 (tiny preset)"
+COMPRESSION_STEP = "compression: pruning and clustering"
 
 
-def _clock(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
+def _speed_step(backend: str, batches: tuple[int, ...]) -> str:
+    return f"{backend}: speed at batch {', '.join(map(str, batches))}"
 
 
-def steps_per_task(task: str | None = None, variant: str | None = None) -> int:
-    """data, parity, export, quantize, compression; training per framework; quality and speed per backend;
-    the task's studies. A variant run has no quantize or compression step and no quantized backends; a
-    model that cannot be exported whole (``spec.export_limit``) runs on the native backends only."""
-    studies = len(studies_for(task, variant)) if task else 0
-    limited = task is not None and getattr(get_spec(task, "tiny", variant), "export_limit", None)
-    fp32 = len(B.NATIVE) if limited else len(B.BACKENDS)
-    if variant is not None:
-        return 3 + len(FRAMEWORKS) + fp32 * 2 + studies
-    backends = len(B.BACKENDS) + len(B.QUANTIZED)
-    return 5 + len(FRAMEWORKS) + backends * 2 + studies
+def planned_steps(task: str, variant: str | None = None, profile: str = "standard") -> list[Step]:
+    """Every step a run of ``task`` (or its ``variant``) takes, in order, as the progress line names them.
+
+    A variant run has no quantize or compression step and no quantized backends; a model that cannot be
+    exported whole (``spec.export_limit``) runs on the native backends only."""
+    name, batches = run_name(task, variant), PROFILES[profile][2]
+    limited = getattr(get_spec(task, "tiny", variant), "export_limit", None)
+    fp32 = list(B.NATIVE if limited else B.BACKENDS)
+    quantized = [] if variant is not None else list(B.QUANTIZED)
+    steps = [("data", "data"), *[("train", f"train {fw}") for fw in FRAMEWORKS],
+             ("training speed", TRAINING_SPEED_STEP), ("parity", PARITY_STEP), ("export", "export artifacts")]
+    if variant is None:
+        steps.append(("quantize", QUANTIZE_STEP))
+    steps += [("quality", f"{b}: quality and parity batch") for b in fp32]
+    steps += [("quality", f"{b}: quality") for b in quantized]
+    if variant is None:
+        steps.append(("compression", COMPRESSION_STEP))
+    steps += [("speed", _speed_step(b, batches)) for b in fp32 + quantized]
+    steps += [("study", f"study: {study.name}") for study in studies_for(task, variant)]
+    return [Step(name, kind, what) for kind, what in steps]
+
+
+def run_cache(cache_root: str | Path, name: str, preset: str, spec=None) -> TaskCache:
+    """The cache folder of run ``name`` (``shared.specs.run_name``) at ``preset``, keyed by its spec (default:
+    the registry's) and the specs of the runs it starts from (``spec.body_from``)."""
+    task, variant = split_run_name(name)
+    spec = spec or get_spec(task, preset, variant)
+    depends_on, source = [], getattr(spec, "body_from", None)
+    while source:
+        source_task, source_variant = split_run_name(source)
+        depends_on.append(get_spec(source_task, preset, source_variant))
+        source = getattr(depends_on[-1], "body_from", None)
+    return TaskCache(cache_root, name, preset, spec, tuple(depends_on))
 
 
 _DATA: dict = {}
@@ -137,7 +155,7 @@ class TaskRun:
         self.preset, self.budget, self.batches = PROFILES[profile]
         self.spec = get_spec(task, self.preset, variant)
         self.cache_root = Path(cache_root)
-        self.cache = self._cache_of(self.name, self.spec)
+        self.cache = run_cache(self.cache_root, self.name, self.preset, self.spec)
         self._initial = None  # (spec, canonical tensors) of the shared initialisation, made on first use
         self.result = {"status": "ok", "errors": [], "parity": [], "speed": [], "size": [], "quality": {},
                        "backends": [], "training": {}, "exports": [], "preset": self.preset, "task": task,
@@ -159,9 +177,10 @@ class TaskRun:
     # -- the steps ---------------------------------------------------------------------------------
     def run(self) -> dict:
         twins = self._twins = load_twins(self.task)
-        self.progress.step(self.name, "data")
+        self.progress.step(self.name, "data", "data")
         data = task_data(self.spec)
         models = self._train(twins, data)
+        self._training_speed(twins, data)
         self._parity_levels()
         if REFERENCE not in models:
             self.result["status"] = "failed"
@@ -200,24 +219,10 @@ class TaskRun:
         twin = self._twins[framework]
         return twin.bridge.import_weights(twin.task.build_model(spec), self._initial[1])
 
-    def _spec_of(self, run: str):
-        """The spec of run ``run`` (``shared.specs.run_name``) at this run's preset."""
-        task, variant = split_run_name(run)
-        return get_spec(task, self.preset, variant)
-
-    def _cache_of(self, name: str, spec) -> TaskCache:
-        """The cache folder of run ``name``, keyed by its spec and the specs of the runs it starts from."""
-        depends_on, source = [], getattr(spec, "body_from", None)
-        while source:
-            depends_on.append(self._spec_of(source))
-            source = getattr(depends_on[-1], "body_from", None)
-        return TaskCache(self.cache_root, name, self.preset, spec, tuple(depends_on))
-
     def _trained_body(self, spec, initial: dict) -> dict:
         """The body tensors (``spec.body_keys``) of run ``spec.body_from``'s trained reference model, read from
         its cache folder (the report runs a task's main model before its variants)."""
-        source = self._spec_of(spec.body_from)
-        path = self._cache_of(spec.body_from, source).path(f"trained-{REFERENCE}.safetensors")
+        path = run_cache(self.cache_root, spec.body_from, self.preset).path(f"trained-{REFERENCE}.safetensors")
         if not path.exists():
             raise RuntimeError(f"{self.name} starts from the trained body of {spec.body_from!r}, which is not in the "
                                f"cache ({path}): run {spec.body_from!r} first (the report runs it before this)")
@@ -233,7 +238,7 @@ class TaskRun:
     def _train(self, twins, data) -> dict:
         models = {}
         for fw, twin in twins.items():
-            self.progress.step(self.name, f"train {fw}")
+            self.progress.step(self.name, "train", f"train {fw}")
             try:
                 weights = self.cache.path(f"trained-{fw}.safetensors")
                 history_path = self.cache.path(f"trained-{fw}.history.json")
@@ -261,12 +266,26 @@ class TaskRun:
                 self._fail(f"train {fw}", err)
         return models
 
+    def _training_speed(self, twins, data) -> None:
+        """Each twin's training loop against its framework's bare reference step (compare.training_speed)."""
+        self.progress.step(self.name, "training speed", TRAINING_SPEED_STEP)
+        for fw, twin in twins.items():
+            try:
+                probe = training_speed.measure(twin, self.spec, data.train, self.initial_model,
+                                               training_speed.PROBES[self.profile])
+                self.result["training"].setdefault(fw, {})["probe"] = probe
+                self.progress.printer(f"    {fw}: twin loop {probe['twin_images_per_s']:.0f} images/s, bare "
+                                      f"{framework_step(fw)} {probe['reference_images_per_s']:.0f} "
+                                      f"(ratio {probe['ratio']:.2f})")
+            except Exception as err:  # noqa: BLE001
+                self._fail(f"training speed {fw}", err)
+
     def _studies(self, twins, data, models) -> None:
         """The task's own studies (compare.studies), each recorded as failed on its own if it breaks."""
         context = StudyContext(self.spec, data, twins, models, self.cache, self.progress.printer,
                                self.initial_model)
         for study in studies_for(self.task, self.variant):
-            self.progress.step(self.name, f"study: {study.name}")
+            self.progress.step(self.name, "study", f"study: {study.name}")
             try:
                 self.result.setdefault("studies", []).append({**study.run(context), "name": study.name,
                                                               "seed_answers": list(study.seed_answers)})
@@ -274,7 +293,7 @@ class TaskRun:
                 self._fail(f"study {study.name}", err)
 
     def _parity_levels(self) -> None:
-        self.progress.step(self.name, "parity levels L1-L4 (tiny preset)")
+        self.progress.step(self.name, "parity", PARITY_STEP)
         for level in PARITY_LEVELS:  # one at a time: a level that breaks does not take the others with it
             try:
                 self.result["parity"].extend(run_parity(self.task, "tiny", (level,), variant=self.variant))
@@ -293,43 +312,14 @@ class TaskRun:
         return reference
 
     def _export(self, twins, reference) -> dict[str, Path]:
-        self.progress.step(self.name, "export artifacts")
-        spec, artifacts = self.spec, {}
-        plan = [
-            ("safetensors", "torch", "model.safetensors",
-             lambda p: twins["torch"].bridge.save_weights(reference["torch"], p)),
-            ("pt2", "torch", "model.pt2", lambda p: twins["torch"].export.export_program(reference["torch"], spec, p)),
-            ("onnx-from-torch", "torch", "model-torch.onnx",
-             lambda p: twins["torch"].export.export_onnx(reference["torch"], spec, p)),
-            ("onnx-from-tensorflow", "tensorflow", "model-tensorflow.onnx",
-             lambda p: twins["tensorflow"].export.export_onnx(reference["tensorflow"], spec, p)),
-            ("saved_model", "tensorflow", "saved_model",
-             lambda p: twins["tensorflow"].export.export_program(reference["tensorflow"], spec, p)),
-            ("keras", "tensorflow", "model.keras",
-             lambda p: twins["tensorflow"].export.save_keras(reference["tensorflow"], p)),
-            ("tflite-fp32", "tensorflow", "model-fp32.tflite",
-             lambda p: twins["tensorflow"].export.export_tflite(artifacts["saved_model"], p)),
-        ]
-        limit = getattr(spec, "export_limit", None)
-        for name, framework, filename, make in plan:
-            if limit and name != "safetensors":
-                self.result["exports"].append({"artifact": name, "framework": framework, "status": "skipped",
-                                               "reason": limit})
-                continue
-            started = time.perf_counter()
-            try:
-                if framework not in reference:
-                    raise RuntimeError(f"no {framework} model to export")
-                path, cached = self.cache.artifact(filename, make)
-                artifacts[name] = path
-                self.result["size"].append({"artifact": name, "bytes": artifact_bytes(path), "framework": framework})
-                self.result["exports"].append({"artifact": name, "framework": framework, "status": "ok",
-                                               "cached": cached, "seconds": time.perf_counter() - started})
-            except Exception as err:  # noqa: BLE001
-                message = self._fail(f"export {name}", err)
-                self.result["exports"].append({"artifact": name, "framework": framework, "status": "failed",
-                                               "error": message})
-        return artifacts
+        self.progress.step(self.name, "export", "export artifacts")
+        exported = export_all(twins, reference, self.spec, self.cache,
+                              skip_reason=getattr(self.spec, "export_limit", None))
+        self.result["exports"].extend(exported.rows)
+        self.result["size"].extend(exported.sizes)
+        self.result["errors"].extend(exported.errors)
+        self.result.setdefault("tracebacks", []).extend(exported.tracebacks)
+        return exported.paths
 
     def _runners(self, reference, artifacts) -> dict[str, B.Runner]:
         runners, limit = {}, getattr(self.spec, "export_limit", None)
@@ -349,7 +339,7 @@ class TaskRun:
     # -- quantization and compression (seed answers 11 and 28) ---------------------------------------
     def _quantize(self, twins, reference, artifacts, data) -> dict[str, B.Runner]:
         """Every quantized variant as a runner; artifacts cached, failures recorded per variant."""
-        self.progress.step(self.name, "quantize: TFLite fp16 / dynamic / int8, QAT, torch pt2e int8, ORT int8")
+        self.progress.step(self.name, "quantize", QUANTIZE_STEP)
         from pytorch_impl import quantize as PQ
         from pytorch_impl.export import export_onnx
         from tensorflow_impl import quantize as TQ
@@ -358,6 +348,10 @@ class TaskRun:
 
         cfg, spec, keys = COMPRESSION[self.profile], self.spec, tuple(self.spec.output_keys)
         calibration = data.train.images[:cfg["calibration"]]
+        # The weight range for this CPU's integer kernels (7-bit without VNNI; shared.cpu says why). TFLite's
+        # int8 kernels (XNNPACK) widen to 16 bits before multiplying and need no such setting.
+        int8 = self.int8 = int8_setting()
+        self.result["int8"] = dataclasses.asdict(int8)
         tensors = twins["torch"].bridge.export_weights(reference["torch"])
         lr = spec.train.lr * 0.02  # fine-tuning a trained model: a small step
         tflite = lambda name, make: B.tflite_runner(name, self._artifact(name, make), self.threads, keys)  # noqa
@@ -372,18 +366,19 @@ class TaskRun:
             "tflite-int8-qat": lambda: tflite("tflite-int8-qat", ("model-int8-qat.tflite", lambda p: TQ.quantize_qat(
                 tensors, spec, data.train, cfg["steps"], lr, p))),
             "torch-int8": lambda: self._torch_int8("torch-int8", PQ.quantize_static(reference["torch"], spec,
-                                                                                    calibration), PQ),
+                                                                                    calibration, int8), PQ),
             "torch-int8-qat": lambda: self._torch_int8("torch-int8-qat", PQ.quantize_qat(
-                reference["torch"], spec, data.train, cfg["steps"], lr), PQ),
+                reference["torch"], spec, data.train, cfg["steps"], lr, int8), PQ),
             "torch-int8-dynamic": lambda: B.module_runner("torch-int8-dynamic", PQ.quantize_dynamic(
                 reference["torch"]), keys, compile=False),
             "onnxruntime-torch-int8": lambda: onnx("onnxruntime-torch-int8", (
-                "model-torch-pt2e-int8.onnx", lambda p: export_onnx(self._pt2e_int8_model(), spec, p))),
-            "onnxruntime-int8": lambda: onnx("onnxruntime-int8", ("model-torch-int8.onnx", lambda p: onnx_static_int8(
-                artifacts["onnx-from-torch"], p, calibration, spec))),
+                f"model-torch-pt2e-int8-{int8.name}.onnx", lambda p: export_onnx(self._pt2e_int8_model(), spec, p))),
+            "onnxruntime-int8": lambda: onnx("onnxruntime-int8", (
+                f"model-torch-int8-{int8.name}.onnx", lambda p: onnx_static_int8(
+                    artifacts["onnx-from-torch"], p, calibration, spec, int8=int8))),
             "onnxruntime-int8-from-tensorflow": lambda: onnx("onnxruntime-int8-from-tensorflow", (
-                "model-tensorflow-int8.onnx", lambda p: onnx_static_int8(artifacts["onnx-from-tensorflow"], p,
-                                                                         calibration, spec))),
+                f"model-tensorflow-int8-{int8.name}.onnx", lambda p: onnx_static_int8(
+                    artifacts["onnx-from-tensorflow"], p, calibration, spec, int8=int8))),
         }
         runners = {}
         for name, make in plan.items():
@@ -406,8 +401,10 @@ class TaskRun:
     def _artifact(self, name: str, filename_make) -> Path:
         filename, make = filename_make
         path, cached = self.cache.artifact(filename, make)
-        self.result["size"].append({"artifact": name, "bytes": artifact_bytes(path),
-                                    "framework": B.QUANTIZED[name][0], "quantized": True})
+        row = {"artifact": name, "bytes": artifact_bytes(path), "framework": B.QUANTIZED[name][0], "quantized": True}
+        if path.suffix == ".onnx":  # can this file saturate a CPU without VNNI? (measured on its weights)
+            row["u8s8"] = u8s8_headroom(path)
+        self.result["size"].append(row)
         return path
 
     def _pt2e_int8_model(self):
@@ -429,7 +426,7 @@ class TaskRun:
         reference = runners.get("torch") if self.spec.task == "classification" else None
         ref_pred = reference.predict(data.test.images)[self.spec.output_keys[0]].argmax(-1) if reference else None
         for name, runner in list(quantized.items()):
-            self.progress.step(self.name, f"{name}: quality")
+            self.progress.step(self.name, "quality", f"{name}: quality")
             try:
                 full = runner.predict(data.test.images, batch=32)
                 metrics = self._evaluate(full, data.test, B.QUANTIZED[name][0])
@@ -445,7 +442,7 @@ class TaskRun:
 
     def _compression(self, twins, reference, data) -> None:
         """Pruning (both frameworks) and weight clustering (tfmot): accuracy against sparsity and compressed size."""
-        self.progress.step(self.name, "compression: pruning and clustering")
+        self.progress.step(self.name, "compression", COMPRESSION_STEP)
         import gzip
 
         from pytorch_impl import quantize as PQ
@@ -531,7 +528,7 @@ class TaskRun:
         """Quality of every backend on the test split, and every pair's max diff on one batch."""
         outputs = {}
         for name, runner in list(runners.items()):
-            self.progress.step(self.name, f"{name}: quality and parity batch")
+            self.progress.step(self.name, "quality", f"{name}: quality and parity batch")
             try:
                 full = runner.predict(data.test.images, batch=32)
                 metrics = self._evaluate(full, data.test, B.SOURCE[name])
@@ -585,7 +582,7 @@ class TaskRun:
             self._fail("FLOP count", err)
         self.result["flops_per_image"] = flops
         for name, runner in list(runners.items()):
-            self.progress.step(self.name, f"{name}: speed at batch {', '.join(map(str, self.batches))}")
+            self.progress.step(self.name, "speed", _speed_step(name, self.batches))
             for batch in self.batches:
                 try:
                     images = np.ascontiguousarray(data.test.images[:batch])

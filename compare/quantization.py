@@ -1,4 +1,5 @@
-"""Framework-neutral int8: ONNX Runtime static quantization (QDQ, per-channel) of an fp32 ONNX export."""
+"""Framework-neutral int8: ONNX Runtime static quantization (QDQ, per-channel) of an fp32 ONNX export,
+and the check that an int8 ONNX file cannot saturate the integer kernels of CPUs without VNNI."""
 
 from __future__ import annotations
 
@@ -7,12 +8,21 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.cpu import INT16_MAX, Int8Setting, int8_setting, u8s8_pair_bound
 from shared.data.validate import check_calibration
+
+# Ops whose second input is a weight that ONNX Runtime runs through its u8 x s8 integer kernels once fused.
+_WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def onnx_static_int8(source: str | os.PathLike, path: str | os.PathLike, calibration: np.ndarray, spec,
-                     batch: int = 16) -> Path:
-    """Calibrate activation ranges on ``calibration`` (NHWC images) and write a QDQ int8 model."""
+                     batch: int = 16, int8: Int8Setting | None = None) -> Path:
+    """Calibrate activation ranges on ``calibration`` (NHWC images) and write a QDQ int8 model.
+
+    int8: the weight range for the CPU's kernels (default: ``shared.cpu.int8_setting()`` of this machine);
+    ``reduce_range`` gives 7-bit weights, as ONNX Runtime's quantization guide advises for CPUs without VNNI.
+    """
+    int8 = int8 or int8_setting()
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -33,9 +43,39 @@ def onnx_static_int8(source: str | os.PathLike, path: str | os.PathLike, calibra
     path = Path(path)
     tmp = path.with_name(f".tmp-{path.name}")
     quantize_static(str(source), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, reduce_range=int8.reduce_range)
     tmp.replace(path)
     return path
+
+
+def u8s8_headroom(path: str | os.PathLike) -> dict:
+    """Whether an int8 ONNX (QDQ) file is exact on x86 CPUs without VNNI.
+
+    Such CPUs add two u8 x s8 products into a saturating int16 (VPMADDUBSW). Activations reach every uint8
+    value (QuantizeLinear saturates to the type's range; int8 activations are shifted to uint8 by the
+    kernels), so the bound depends on the weights alone: 2 x 255 x max|w| must stay <= 32767, which
+    holds for 7-bit weights (64) and fails for full-range ones (128).
+
+    Returns max_abs_weight (over every integer weight feeding a Conv / Gemm / MatMul), pair_bound, and
+    exact_without_vnni.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    weight_inputs = {n.input[1] for n in graph.node if n.op_type in _WEIGHT_OPS and len(n.input) > 1}
+    worst = 0
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and node.output[0] in weight_inputs and node.input[0] in initializers:
+            values = numpy_helper.to_array(initializers[node.input[0]])
+            if values.dtype == np.int8:  # uint8 weights go through u8 x u8 kernels, which do not saturate
+                worst = max(worst, int(np.abs(values.astype(np.int32)).max()))
+    if not worst:
+        raise ValueError(f"{path}: no integer weight feeds a {'/'.join(_WEIGHT_OPS)} node: not an int8 QDQ model")
+    bound = u8s8_pair_bound(worst)
+    return {"max_abs_weight": worst, "pair_bound": bound, "exact_without_vnni": bound <= INT16_MAX}
 
 
 # Sparsity is measured on the artifact, not taken from the pruning schedule's target.

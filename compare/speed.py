@@ -1,14 +1,27 @@
-"""Timing that is fair to every backend.
+"""Timing that is fair to every backend, and honest about its own noise.
 
-The same protocol for all: warm up until the median of consecutive windows
-stops moving (compilers, caches and allocators settle), then time enough runs
-for a spread, and report p50, p90 and the coefficient of variation. Thread
-counts are set once for every framework (``backends.set_threads``) and
-recorded with the results.
+One protocol for all:
+
+* **warm-up**: calls until two consecutive windows agree within 5% on their median
+  (compilers, caches and allocators settle) or a time cap, whatever the backend;
+* **grouped samples**: a sample times ``number`` back-to-back calls, with
+  ``number`` chosen so that a sample lasts at least ``sample_s`` (10 ms, as
+  timeit's autorange does): a 0.1 ms call timed alone measures the timer and
+  the scheduler, not the model;
+* **until stable**: samples are taken until the last ``window`` of them has a
+  coefficient of variation (std / mean of per-call times) of at most
+  ``target_cv`` (0.05), or a sample or time limit is reached. The figures are
+  p50, p90 and CV of that window; a figure whose CV stayed above the target
+  is returned with ``stable: False`` and the report flags it with its CV.
+
+Thread counts are set once for every framework (``backends.set_threads``) and
+recorded with the results. The garbage collector is off while a sample runs.
 """
 
 from __future__ import annotations
 
+import gc
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -22,42 +35,76 @@ class TimingBudget:
     warmup_window: int = 3
     warmup_max_s: float = 20.0
     stable_within: float = 0.05
-    min_runs: int = 10
-    max_runs: int = 200
-    min_time_s: float = 1.0
+    sample_s: float = 0.01
+    target_cv: float = 0.05
+    window: int = 8
+    max_samples: int = 48
+    max_time_s: float = 12.0
 
 
-QUICK = TimingBudget(warmup_max_s=10.0, min_runs=5, max_runs=50, min_time_s=0.3)
+QUICK = TimingBudget(warmup_max_s=5.0, window=5, max_samples=15, max_time_s=2.0)
 STANDARD = TimingBudget()
 
 
-def time_call(run: Callable[[Any], Any], arg: Any, budget: TimingBudget = STANDARD) -> dict:
-    """Warm ``run(arg)`` up until stable, then time it; milliseconds."""
-    def once() -> float:
+def _clock(run: Callable[[Any], Any], arg: Any, number: int) -> float:
+    """Seconds per call of ``number`` back-to-back calls, the garbage collector off."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
         start = time.perf_counter()
-        run(arg)
-        return time.perf_counter() - start
+        for _ in range(number):
+            run(arg)
+        return (time.perf_counter() - start) / number
+    finally:
+        if enabled:
+            gc.enable()
 
-    warm_start, previous, warmup_runs = time.perf_counter(), None, 0
+
+Clock = Callable[[Callable[[Any], Any], Any, int], float]
+
+
+def warm_up(run: Callable[[Any], Any], arg: Any, budget: TimingBudget = STANDARD,
+            clock: Clock = _clock) -> tuple[float, int]:
+    """Call ``run(arg)`` until the median of consecutive windows settles; (last median seconds, calls made)."""
+    started, previous, calls = time.perf_counter(), None, 0
     while True:
-        window = [once() for _ in range(budget.warmup_window)]
-        warmup_runs += len(window)
-        median = statistics.median(window)
+        median = statistics.median(clock(run, arg, 1) for _ in range(budget.warmup_window))
+        calls += budget.warmup_window
         if previous is not None and abs(median - previous) <= budget.stable_within * previous:
-            break
-        if time.perf_counter() - warm_start > budget.warmup_max_s:
-            break
+            return median, calls
+        if time.perf_counter() - started > budget.warmup_max_s:
+            return median, calls
         previous = median
+
+
+def cv(values: list[float]) -> float:
+    mean = statistics.fmean(values)
+    return statistics.pstdev(values) / mean if mean else 0.0
+
+
+def time_call(run: Callable[[Any], Any], arg: Any, budget: TimingBudget = STANDARD, clock: Clock = _clock) -> dict:
+    """Warm ``run(arg)`` up, then time grouped samples until stable; per-call milliseconds.
+
+    Returns p50_ms, p90_ms and cv of the reported window, runs (samples in it), number (calls per
+    sample), samples (all timed), warmup_runs, stable (CV within the target) and target_cv.
+    clock(run, arg, number) -> seconds per call is the measurement (replaceable in tests).
+    """
+    per_call, warmup_runs = warm_up(run, arg, budget, clock)
+    number = max(1, math.ceil(budget.sample_s / max(per_call, 1e-9)))
     samples: list[float] = []
-    timed_start = time.perf_counter()
-    while len(samples) < budget.max_runs and (len(samples) < budget.min_runs
-                                              or time.perf_counter() - timed_start < budget.min_time_s):
-        samples.append(once())
-    samples_ms = sorted(s * 1e3 for s in samples)
-    mean = statistics.fmean(samples_ms)
-    return {"p50_ms": statistics.median(samples_ms), "p90_ms": _quantile(samples_ms, 0.9),
-            "cv": statistics.pstdev(samples_ms) / mean if mean else 0.0, "runs": len(samples_ms),
-            "warmup_runs": warmup_runs}
+    started = time.perf_counter()
+    while True:
+        samples.append(clock(run, arg, number))
+        window = samples[-budget.window:]
+        stable = len(window) == budget.window and cv(window) <= budget.target_cv
+        if stable or len(samples) >= budget.max_samples or (
+                time.perf_counter() - started >= budget.max_time_s and len(samples) >= min(3, budget.window)):
+            break
+    # A stable window is reported as it is; otherwise every sample, so the CV shows the whole spread.
+    reported = sorted(ms * 1e3 for ms in (window if stable else samples))
+    return {"p50_ms": statistics.median(reported), "p90_ms": _quantile(reported, 0.9), "cv": cv(reported),
+            "runs": len(reported), "number": number, "samples": len(samples), "warmup_runs": warmup_runs,
+            "stable": stable, "target_cv": budget.target_cv}
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:

@@ -2,7 +2,9 @@
 
 * static int8 (post-training) and quantization-aware training through the
   pt2e flow of torchao with the x86 inductor quantizer: per-channel int8
-  weights, per-tensor int8 activations, run through ``torch.compile``;
+  weights, per-tensor int8 activations, run through ``torch.compile``; on a
+  CPU without VNNI the weights use 7 bits (``shared.cpu.int8_setting``), so
+  the u8 x s8 kernels of oneDNN and ONNX Runtime cannot saturate;
 * dynamic int8 quantization of the dense layers (``torch.ao``; deprecated but working);
 * global magnitude pruning (``torch.nn.utils.prune``) with a short fine-tune.
 
@@ -21,6 +23,7 @@ import torch
 from torch import nn
 
 from shared.data import batch_plan, training_targets
+from shared.cpu import Int8Setting, int8_setting
 from shared.data.validate import check_calibration
 from shared.weights import save_file
 
@@ -30,11 +33,21 @@ from .training import Trainer
 CALIBRATION_BATCH = 32
 
 
-def _quantizer(is_qat: bool = False):
+def _quantizer(is_qat: bool, int8: Int8Setting):
+    import dataclasses
+
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
 
+    config = xiq.get_default_x86_inductor_quantization_config(is_qat=is_qat)
+    if int8.reduce_range:
+        # 7-bit weights rather than torchao's reduce_range (7-bit activations): an activation's range is a
+        # clamp that ONNX's QuantizeLinear does not carry (it saturates to all of uint8), so only a weight
+        # range keeps the exported graph's u8 x s8 pairs inside int16 too. Weights are constants: exact.
+        low, high = int8.weight_range
+        config = dataclasses.replace(config, weight=dataclasses.replace(config.weight, quant_min=low,
+                                                                        quant_max=high))
     quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config(is_qat=is_qat))
+    quantizer.set_global(config)
     return quantizer
 
 
@@ -64,27 +77,32 @@ def _strip_unused(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return graph_module
 
 
-def quantize_static(model: nn.Module, spec, calibration: np.ndarray) -> torch.fx.GraphModule:
-    """Post-training static int8: calibrate activation ranges on ``calibration`` (NHWC images)."""
+def quantize_static(model: nn.Module, spec, calibration: np.ndarray,
+                    int8: Int8Setting | None = None) -> torch.fx.GraphModule:
+    """Post-training static int8: calibrate activation ranges on ``calibration`` (NHWC images).
+
+    int8: the weight range for the CPU's kernels (default: ``shared.cpu.int8_setting()`` of this machine).
+    """
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     images = check_calibration(calibration, spec)
     model = copy.deepcopy(model).eval().cpu()
-    prepared = prepare_pt2e(_export(model, to_native(images[:2])), _quantizer())
+    prepared = prepare_pt2e(_export(model, to_native(images[:2])), _quantizer(False, int8 or int8_setting()))
     with torch.no_grad():
         for start in range(0, len(images), CALIBRATION_BATCH):
             prepared(to_native(images[start:start + CALIBRATION_BATCH]))
     return _strip_unused(convert_pt2e(prepared))
 
 
-def quantize_qat(model: nn.Module, spec, split, steps: int, lr: float) -> torch.fx.GraphModule:
+def quantize_qat(model: nn.Module, spec, split, steps: int, lr: float,
+                 int8: Int8Setting | None = None) -> torch.fx.GraphModule:
     """Quantization-aware fine-tuning (fake-quant in the forward pass) for ``steps`` batches, then int8."""
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
 
     images = check_calibration(split.images, spec)
     model = copy.deepcopy(model).train().cpu()
-    prepared = prepare_qat_pt2e(_export(model, to_native(images[:2])), _quantizer(is_qat=True))
+    prepared = prepare_qat_pt2e(_export(model, to_native(images[:2])), _quantizer(True, int8 or int8_setting()))
     optimizer = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=0.9)
     loss_fn = _loss_fn(spec)
     targets = training_targets(split, spec)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from shared.specs.base import TrainSpec, lr_factor
 
 from . import bridge
+from .tensors import targets_to_native, to_native
 
 
 def make_optimizer(model: nn.Module, train: TrainSpec, lr: float | None = None) -> torch.optim.Optimizer:
@@ -103,3 +104,35 @@ class Trainer:
 
 def _describe(row: dict) -> str:
     return "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+
+
+def reference_loop(model: nn.Module, spec, loss_fn: Callable, images: np.ndarray, targets: np.ndarray,
+                   lr: float = 0.01, momentum: float = 0.9) -> Callable[[list[np.ndarray]], float]:
+    """PyTorch's plain training loop, none of the twin's machinery: ``torch.optim.SGD`` and the textbook
+    step. Returns ``run(batches) -> seconds``, the wall time of one step per batch (index arrays) of
+    ``images`` (NHWC) and ``targets``. The yardstick the twin's own loop is measured against."""
+    x, y = to_native(images), targets_to_native(targets)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    model.train()
+
+    def run(batches: list[np.ndarray]) -> float:
+        start = time.perf_counter()
+        for idx in batches:
+            idx = torch.as_tensor(idx)
+            loss = loss_fn(model(x[idx]), y[idx], spec)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        float(loss.detach())  # the last step has finished
+        return time.perf_counter() - start
+
+    return run
+
+
+def twin_loop(model: nn.Module, spec, loss_fn: Callable, images: np.ndarray, targets: np.ndarray,
+              total_steps: int) -> Callable[[list[np.ndarray]], float]:
+    """The twin's own loop (``Trainer.fit``, spec's optimiser and schedule) as ``run(batches) -> seconds`` of
+    one epoch over ``batches``, timed as ``fit`` times its epochs (the same protocol as ``reference_loop``)."""
+    trainer = Trainer(model, spec, loss_fn, total_steps=total_steps)
+    x, y = to_native(images), targets_to_native(targets)
+    return lambda batches: trainer.fit(x, y, [batches], progress=False)[0]["seconds"]

@@ -28,6 +28,9 @@ from shared.specs.base import TrainSpec
 from . import bridge
 from .tensors import resolve_device
 
+# Training steps per call of Keras' compiled train function (``compile(steps_per_execution=...)``).
+STEPS_PER_EXECUTION = 8
+
 
 class _CoupledWeightDecay:
     """Adds ``l2 * w`` to the gradient of every kernel (rank > 1) before the update, as torch does."""
@@ -96,11 +99,13 @@ class _FitAdapter(keras.Model):
 
     Keras 3's documented hook for a custom loss is ``compute_loss``; the model
     itself stays the plain twin, so its weights keep their canonical names.
+    ``augment`` (a batch -> batch function or None) runs inside the compiled
+    training step, before the forward pass.
     """
 
     def __init__(self, model: keras.Model, spec, loss_fn: Callable, **kwargs):
         super().__init__(**kwargs)
-        self.model, self.spec, self.loss_fn = model, spec, loss_fn
+        self.model, self.spec, self.loss_fn, self.augment = model, spec, loss_fn, None
 
     def call(self, x, training=False):
         return self.model(x, training=training)
@@ -108,25 +113,30 @@ class _FitAdapter(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         return self.loss_fn(y_pred, y, self.spec)["loss"]
 
+    def train_step(self, data):
+        if self.augment is not None:
+            x, y = data
+            data = (self.augment(x), y)
+        return super().train_step(data)
 
-class _PlanBatches(keras.utils.PyDataset):
-    """Serves the batches of a shared batch plan, epoch by epoch, in order."""
+    def use_augment(self, augment: Callable | None) -> None:
+        if augment is not self.augment:
+            self.augment = augment
+            self.train_function = None  # traced with the previous augment: trace again
 
-    def __init__(self, images: np.ndarray, targets: np.ndarray, plan: list[list[np.ndarray]], augment=None):
-        super().__init__()
-        self.images, self.targets, self.plan, self.epoch = images, targets, plan, 0
-        self.augment = augment
 
-    def __len__(self) -> int:
-        return len(self.plan[min(self.epoch, len(self.plan) - 1)])
+def _epoch_dataset(images: np.ndarray, targets: np.ndarray, batches: list[np.ndarray]) -> tf.data.Dataset:
+    """One epoch of a batch plan as a tf.data pipeline: the epoch's rows gathered once, batched in C++.
 
-    def __getitem__(self, i):
-        idx = self.plan[min(self.epoch, len(self.plan) - 1)][i]
-        images = self.images[idx]
-        return (images if self.augment is None else self.augment(images)), self.targets[idx]
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
+    batch_plan's epochs are full batches and at most one smaller last batch, which is exactly what
+    ``Dataset.batch`` makes of the epoch's rows in order.
+    """
+    size = len(batches[0])
+    if any(len(b) != size for b in batches[:-1]) or len(batches[-1]) > size:
+        raise ValueError(f"batch plan: expected equal batches and a last one no larger; received sizes "
+                         f"{[len(b) for b in batches]}")
+    order = np.concatenate(batches)
+    return tf.data.Dataset.from_tensor_slices((images[order], targets[order])).batch(size)
 
 
 class _History(keras.callbacks.Callback):
@@ -139,8 +149,9 @@ class _History(keras.callbacks.Callback):
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        loss = float(logs["loss"])  # first: TensorFlow runs asynchronously, this waits for the epoch's last step
         self.elapsed += time.perf_counter() - self.start
-        row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "seconds": self.elapsed}
+        row = {"epoch": epoch + 1, "loss": loss, "seconds": self.elapsed}
         if self.evaluate is not None:
             row.update({f"{self.evaluate_on}_{k}": v for k, v in self.evaluate().items() if not isinstance(v, list)})
         self.rows.append(row)
@@ -161,7 +172,10 @@ class Trainer:
                  lr: float | None = None, total_steps: int = 1, device: str = "cpu"):
         self.model, self.spec, self.loss_fn, self.device = model, spec, loss_fn, resolve_device(device)
         self.adapter = _FitAdapter(model, spec, loss_fn, name="fit_adapter")
-        self.adapter.compile(optimizer=make_optimizer(model, train or spec.train, lr, total_steps))
+        # Several steps per call of the compiled function: Keras' per-step Python (iterator, callbacks,
+        # logs) is paid once per STEPS_PER_EXECUTION steps. The same updates, in the same order.
+        self.adapter.compile(optimizer=make_optimizer(model, train or spec.train, lr, total_steps),
+                             steps_per_execution=STEPS_PER_EXECUTION)
 
     def step(self, images, targets) -> float:
         """One optimisation step on a batch; returns the batch's total loss."""
@@ -186,7 +200,44 @@ class Trainer:
         augment: applied to each batch of images before its step (targets unchanged).
         """
         history = _History(evaluate, evaluate_on, progress)
+        self.adapter.use_augment(augment)
         with tf.device(self.device):
-            self.adapter.fit(_PlanBatches(images, targets, plan, augment), epochs=len(plan), shuffle=False,
-                             verbose=1 if progress else 0, callbacks=[history])
+            # One fit call per epoch: each epoch of the plan has its own order (a tf.data pipeline each);
+            # the optimiser, its schedule step and the callbacks carry over from epoch to epoch.
+            for epoch, batches in enumerate(plan):
+                self.adapter.fit(_epoch_dataset(images, targets, batches), initial_epoch=epoch, epochs=epoch + 1,
+                                 shuffle=False, verbose=1 if progress else 0, callbacks=[history])
         return history.rows
+
+
+def reference_loop(model: keras.Model, spec, loss_fn: Callable, images: np.ndarray, targets: np.ndarray,
+                   lr: float = 0.01, momentum: float = 0.9) -> Callable[[list[np.ndarray]], float]:
+    """Keras' plain training step, none of the twin's machinery: ``keras.optimizers.SGD`` and a
+    ``tf.function`` step with a GradientTape. Returns ``run(batches) -> seconds``, the wall time of one
+    step per batch (index arrays) of ``images`` (NHWC) and ``targets``. The yardstick the twin's own loop
+    is measured against."""
+    optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=momentum)
+
+    @tf.function(reduce_retracing=True)
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(model(x, training=True), y, spec)["loss"]
+        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+        return loss
+
+    def run(batches: list[np.ndarray]) -> float:
+        start = time.perf_counter()
+        for idx in batches:
+            loss = step(images[idx], targets[idx])
+        float(loss)  # the last step has finished (TensorFlow dispatches asynchronously)
+        return time.perf_counter() - start
+
+    return run
+
+
+def twin_loop(model: keras.Model, spec, loss_fn: Callable, images: np.ndarray, targets: np.ndarray,
+              total_steps: int) -> Callable[[list[np.ndarray]], float]:
+    """The twin's own loop (``Trainer.fit``, spec's optimiser and schedule) as ``run(batches) -> seconds`` of
+    one epoch over ``batches``, timed as ``fit`` times its epochs (the same protocol as ``reference_loop``)."""
+    trainer = Trainer(model, spec, loss_fn, total_steps=total_steps)
+    return lambda batches: trainer.fit(images, targets, [batches], progress=False)[0]["seconds"]

@@ -110,25 +110,25 @@ def test_a_variant_starts_from_the_trained_body_of_the_run_it_names(tmp_path):
     seeded initialisation, the same in both frameworks; a missing source is a clear error; the cache key
     follows the source's spec."""
     from compare.frameworks import load_twins
-    from compare.pipeline import Progress, TaskRun
+    from compare.pipeline import TaskRun, run_cache
+    from compare.progress import Progress
 
     assert get_spec("detection", "standard", "yolo").body_from == "detection"
     assert get_spec("detection", "standard", "faster_rcnn").body_from == "detection"
     with pytest.raises(SpecError, match="body_from"):
         dataclasses.replace(tiny(), body_from="")
-    run = TaskRun("detection", "quick", tmp_path, 1, Progress(1, printer=lambda s: None), variant="yolo")
+    run = TaskRun("detection", "quick", tmp_path, 1, Progress([], printer=lambda s: None), variant="yolo")
     run._twins = twins = load_twins("detection")
     plain_key = run.cache.dir.name
     run.spec = dataclasses.replace(run.spec, body_from="detection")
-    assert run._cache_of(run.name, run.spec).dir.name != plain_key
+    assert run_cache(tmp_path, run.name, "tiny", run.spec).dir.name != plain_key
     with pytest.raises(RuntimeError, match="starts from the trained body of 'detection'"):
         run.initial_model("torch")
     source = twins["torch"].task.build_model(get_spec("detection", "tiny"))
     trained = {k: np.random.default_rng(1).standard_normal(v.shape).astype(np.float32)
                for k, v in twins["torch"].bridge.export_weights(source).items()}
     twins["torch"].bridge.save_weights(twins["torch"].bridge.import_weights(source, trained),
-                                       run._cache_of("detection", get_spec("detection", "tiny")).path(
-                                           "trained-torch.safetensors"))
+                                       run_cache(tmp_path, "detection", "tiny").path("trained-torch.safetensors"))
     seeded = run.initial_model("torch").state_dict()
     for fw in ("torch", "tensorflow"):
         run._initial = None

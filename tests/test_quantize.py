@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from compare.quantization import kernel_sparsity, onnx_static_int8, tflite_kernel_sparsity
+from shared.cpu import int8_setting
 from shared.data.validate import InputError
 
 pytestmark = pytest.mark.export
@@ -82,17 +83,27 @@ def test_torch_static_int8_stores_int8_and_keeps_predictions(tiny_spec, tiny_dat
     assert int8_bytes < 0.5 * fp32_bytes  # tiny net: per-tensor headers weigh; standard measures <= 0.3x
 
 
-def test_torch_int8_exports_to_onnx_qdq_with_the_same_outputs(tiny_spec, tiny_data, trained, tmp_path):
+@pytest.mark.parametrize("kernels", ["host", "no-vnni"])
+def test_torch_int8_exports_to_onnx_qdq_with_the_same_outputs(kernels, tiny_spec, tiny_data, trained, tmp_path):
+    """The pt2e int8 graph in ONNX Runtime gives torch's int8 outputs, with this CPU's setting and with the
+    setting of a CPU without VNNI forced (7-bit weights): on a VNNI machine the second case runs the very
+    model an AVX2 machine would get, and its weights provably cannot saturate that machine's kernels."""
     import onnx
 
     from compare.backends import onnx_runner
+    from compare.quantization import u8s8_headroom
     from pytorch_impl import quantize as PQ
     from pytorch_impl.export import export_onnx
 
-    q = PQ.quantize_static(trained[0], tiny_spec, tiny_data.train.images[:64])
+    int8 = int8_setting(None if kernels == "host" else kernels)
+    q = PQ.quantize_static(trained[0], tiny_spec, tiny_data.train.images[:64], int8)
     path = export_onnx(q, tiny_spec, tmp_path / "int8.onnx")
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    headroom = u8s8_headroom(path)
+    assert headroom["max_abs_weight"] <= -int8.weight_range[0]
+    if int8.reduce_range:
+        assert headroom["exact_without_vnni"], headroom
     images = tiny_data.test.images
     got = onnx_runner("o", path, threads=1).predict(images)["logits"]
     want = _torch_logits(q, images)
@@ -100,9 +111,37 @@ def test_torch_int8_exports_to_onnx_qdq_with_the_same_outputs(tiny_spec, tiny_da
     # reference graph computes in float between quantize steps, so an activation can round one step apart:
     # the gap must stay well under what int8 itself costs against fp32.
     gap, int8_error = np.abs(got - want).mean(), np.abs(want - trained[2]).mean()
-    print(f"ORT vs torch int8: mean {gap:.3g}, max {np.abs(got - want).max():.3g}; int8 vs fp32 mean {int8_error:.3g}")
+    print(f"{int8.name}: ORT vs torch int8: mean {gap:.3g}, max {np.abs(got - want).max():.3g}; "
+          f"int8 vs fp32 mean {int8_error:.3g}")
     assert gap <= 0.25 * int8_error
     assert _agreement(got, want) >= 0.98
+    assert _agreement(want, trained[2]) >= MIN_AGREEMENT  # 7-bit weights keep the predictions too
+
+
+@pytest.mark.parametrize("kernels", ["vnni", "no-vnni"])
+def test_onnxruntime_static_int8_weight_range_follows_the_cpu_setting(kernels, tiny_spec, tiny_data, trained,
+                                                                    tmp_path):
+    """ONNX Runtime's own static int8: full-range weights can saturate a CPU without VNNI (the bound says so);
+    7-bit weights cannot, and keep the model's predictions."""
+    from compare.backends import onnx_runner
+    from compare.quantization import onnx_static_int8, u8s8_headroom
+    from pytorch_impl.export import export_onnx
+
+    fp32 = export_onnx(trained[0], tiny_spec, tmp_path / "fp32.onnx")
+    path = onnx_static_int8(fp32, tmp_path / "int8.onnx", tiny_data.train.images[:64], tiny_spec,
+                            int8=int8_setting(kernels))
+    headroom = u8s8_headroom(path)
+    assert headroom["exact_without_vnni"] == (kernels == "no-vnni"), headroom
+    got = onnx_runner("o", path, threads=1).predict(tiny_data.test.images)["logits"]
+    assert _agreement(got, trained[2]) >= MIN_AGREEMENT
+
+
+def test_saturation_bound_rejects_a_float_model(tiny_spec, trained, tmp_path):
+    from compare.quantization import u8s8_headroom
+    from pytorch_impl.export import export_onnx
+
+    with pytest.raises(ValueError, match="not an int8 QDQ model"):
+        u8s8_headroom(export_onnx(trained[0], tiny_spec, tmp_path / "fp32.onnx"))
 
 
 def test_torch_qat_fine_tunes_and_converts_to_a_clean_int8_graph(tiny_spec, tiny_data, trained):

@@ -20,7 +20,10 @@ from shared.weights import write_atomic
 from .. import backends as B
 from .. import claims, codepair, store
 from ..env import run_info
-from ..pipeline import Progress, TaskRun, steps_per_task
+from ..pipeline import PROFILES, TaskRun, planned_steps, run_cache
+from ..progress import CostBook, Progress
+from ..workloads import PROFILE_WORKLOADS, run_workload
+from ..workloads import planned_steps as workload_steps
 from ..speed import matmul_peak_gflops
 
 SCHEMA = "twinvision.results/1"
@@ -58,7 +61,14 @@ def run_report(tasks: list[str] | None = None, profile: str = "standard", out: s
     printer(f"twinvision report: {', '.join(tasks)} ({profile} profile, {threads} threads, fp32 matmul peak "
             f"{results['run']['matmul_peak']['gflops']:.0f} GFLOP/s)")
     runs = [(task, variant) for task in tasks for variant in (None, *TASKS[task].variants)]
-    progress = Progress(sum(steps_per_task(task, variant) for task, variant in runs), printer=printer)
+    workloads = PROFILE_WORKLOADS[profile]
+    preset, budget = PROFILES[profile][0], PROFILES[profile][1]
+    # Which runs start cold (nothing cached: training and exports to do), for the time-left estimate.
+    temperatures = {run_name(t, v): "cold" if run_cache(cache, run_name(t, v), preset).fresh else "warm"
+                    for t, v in runs}
+    progress = Progress([s for t, v in runs for s in planned_steps(t, v, profile)]
+                        + [s for w in workloads for s in workload_steps(w)],
+                        CostBook(cache, profile), temperatures, printer=printer)
     started = time.perf_counter()
     for task, variant in runs:
         name = run_name(task, variant)
@@ -69,6 +79,15 @@ def run_report(tasks: list[str] | None = None, profile: str = "standard", out: s
                                       "tracebacks": [traceback.format_exc(limit=8)], "parity": [], "speed": [],
                                       "size": [], "quality": {}, "task": task, "variant": variant}
         write_atomic(out / "results.json", json.dumps(results, indent=1, default=str))
+    for workload in workloads:
+        try:
+            results.setdefault("workloads", {})[workload] = run_workload(workload, cache, threads, budget, progress)
+        except Exception as err:  # noqa: BLE001 - recorded; the report still completes
+            results.setdefault("workloads", {})[workload] = {"model": workload, "errors": [
+                f"{type(err).__name__}: {err}"], "tracebacks": [traceback.format_exc(limit=8)], "speed": [],
+                "backends": [], "parity": [], "size": []}
+        write_atomic(out / "results.json", json.dumps(results, indent=1, default=str))
+    progress.finish()
     code = code_evidence()
     results["code"] = code
     results["claims"] = claims.grade(results, code, {"gpu": results["run"]["gpu"]})

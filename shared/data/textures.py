@@ -51,3 +51,24 @@ def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
     out = resize(crop, (size, size, 3), order=1, anti_aliasing=side > size).astype(np.float32)
     tint = rng.uniform(0.7, 1.3, size=3).astype(np.float32)
     return np.clip(out * tint, 0.0, 1.0)
+
+
+# ImageNet's per-channel mean and standard deviation: the input convention of torchvision's ResNets.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def photo_batch(n: int, size: int = 224) -> np.ndarray:
+    """``n`` real photographs (scikit-image's, cycled; every other one mirrored) resized to [size, size, 3] and
+    ImageNet-normalised: NHWC float32 input for the torchvision-sized reference workloads."""
+    from skimage import data as skdata
+    from skimage.transform import resize
+
+    if n < 1 or size < 8:
+        raise ValueError(f"photo_batch: expected n >= 1 and size >= 8; received n={n}, size={size}")
+    photos = [resize(np.asarray(getattr(skdata, name)(), dtype=np.float32)[..., :3] / 255.0, (size, size, 3),
+                     anti_aliasing=True).astype(np.float32) for name in PHOTO_NAMES]
+    images = np.stack([photos[i % len(photos)][:, ::-1] if (i // len(photos)) % 2 else photos[i % len(photos)]
+                       for i in range(n)])
+    return ((images - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)).astype(np.float32)
