@@ -24,8 +24,13 @@ def load_results(path: str | Path) -> dict:
 def problems(results: dict, baseline: dict | None = None, threshold: float = 0.25) -> list[str]:
     """Everything that breaks the gate: parity breaches, failed tasks / exports / backends, p50 regressions."""
     found = []
-    for name, task in results.get("tasks", {}).items():
-        if task.get("status") != "ok":
+    # The reference workloads (ResNets through every backend) are gated like a task: parity, failures, p50.
+    blocks = [("tasks", name, task) for name, task in results.get("tasks", {}).items()]
+    blocks += [("workloads", name, block) for name, block in (results.get("workloads") or {}).items()]
+    for section, name, task in blocks:
+        if section == "workloads" and task.get("errors"):
+            found.append(f"workload {name}: " + "; ".join(task["errors"][:3]))
+        if section == "tasks" and task.get("status") != "ok":
             found.append(f"{name}: task status {task.get('status')!r}: " + "; ".join(task.get("errors", [])[:3]))
         for e in task.get("parity", []):
             if not e.get("ok"):
@@ -40,7 +45,7 @@ def problems(results: dict, baseline: dict | None = None, threshold: float = 0.2
                 found.append(f"{name}: backend {row['name']} failed: {row.get('error', '')}")
         if baseline is not None:
             before = {(r["backend"], r["batch"]): r["p50_ms"]
-                      for r in baseline.get("tasks", {}).get(name, {}).get("speed", [])}
+                      for r in (baseline.get(section) or {}).get(name, {}).get("speed", [])}
             for row in task.get("speed", []):
                 old = before.get((row["backend"], row["batch"]))
                 if old and row["p50_ms"] > old * (1 + threshold):

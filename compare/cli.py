@@ -6,6 +6,7 @@
     twinvision train  --task T --framework F          train one twin, print its metrics, save its weights
     twinvision export --task T                        write every artifact of both twins
     twinvision bench  --task T                        speed of every backend
+    twinvision profile --task T --framework F         where a training step's time goes, per operation
     twinvision check  [--results PATH] [--baseline PATH]   non-zero exit on a breach
     twinvision history                                earlier runs from the local store
     twinvision guide  [--write PATH]                  the study guide (30 questions -> code and report)
@@ -132,6 +133,35 @@ def _cmd_bench(args) -> int:
     return 1 if result["errors"] else 0
 
 
+def _cmd_profile(args) -> int:
+    """Where a bare training step's time goes, per operation type, on this CPU."""
+    check_task(args.task)
+    check_framework(args.framework)
+    if args.steps < 1 or args.top < 1:
+        raise SpecError(f"--steps and --top: expected positive counts; received {args.steps} and {args.top}")
+    from shared import data as D
+
+    from . import backends as B
+    from .env import run_info
+    from .frameworks import load_twin
+    from .profile import profile_step
+
+    threads = args.threads or os.cpu_count() or 1
+    B.set_threads(threads)
+    spec = get_spec(args.task, args.preset)
+    twin = load_twin(args.framework, args.task)
+    host = run_info("profile", threads)["host"]
+    onednn = host["tensorflow_onednn"]
+    print(f"{args.task} ({args.preset}), {args.framework}, batch {spec.train.batch_size}, {threads} threads on "
+          f"{host['cpu']} ({host['isa']}); TensorFlow oneDNN {'on' if onednn['enabled'] else 'off'} "
+          f"({onednn['source']})", flush=True)
+    result = profile_step(twin, spec, D.load(spec).train, twin.task.build_model(spec), args.steps)
+    print(f"{result['wall_ms_per_step']:.1f} ms a step under the profiler; time per op type (summed over threads):")
+    for name, ms in list(result["ops_ms_per_step"].items())[:args.top]:
+        print(f"  {name:<48} {ms:8.2f} ms")
+    return 0
+
+
 def _cmd_export(args) -> int:
     """Train (or take from the cache) and export every artifact of both twins; prints their paths."""
     check_task(args.task)
@@ -236,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cache", type=Path, default=DEFAULT_HOME / "cache")
         p.add_argument("--threads", type=int)
         p.set_defaults(func=func)
+
+    p = sub.add_parser("profile", help="where a training step's time goes, per operation, in one framework")
+    p.add_argument("--task", required=True, help=f"one of {sorted(TASKS)}")
+    p.add_argument("--framework", required=True, help=f"one of {list(FRAMEWORKS)}")
+    p.add_argument("--preset", default="standard", choices=PRESETS)
+    p.add_argument("--steps", type=int, default=10, help="profiled training steps (after two untimed ones)")
+    p.add_argument("--top", type=int, default=12, help="operation types to print")
+    p.add_argument("--threads", type=int)
+    p.set_defaults(func=_cmd_profile)
 
     p = sub.add_parser("check", help="CI gate on a results.json: non-zero exit on any breach")
     p.add_argument("--results", type=Path, default=Path("reports/latest/results.json"))

@@ -255,8 +255,13 @@ class TaskRun:
                 images = len(data.train) * len(history)
                 metrics = twin.task.evaluate(model, data.test, self.spec)
                 self.result["quality"][fw] = {k: v for k, v in metrics.items() if not isinstance(v, list)}
+                # The median epoch's rate too: the whole run's includes the first epoch's tracing and any
+                # spell in which a neighbour took a core (on shared machines, epochs 2-3x slower come and go).
+                epoch_seconds = np.diff([0.0] + [row["seconds"] for row in history])
                 self.result["training"][fw] = {"cached": cached, "epochs": len(history), "seconds": seconds,
-                                               "images_per_s": images / seconds, "history": history,
+                                               "images_per_s": images / seconds,
+                                               "median_epoch_images_per_s": len(data.train) / float(
+                                                   np.median(epoch_seconds)), "history": history,
                                                "per_class_recall": metrics.get("per_class_recall")}
                 self.progress.printer(f"    {fw}: {'cached' if cached else 'trained'}; test metrics "
                                       + ", ".join(f"{k} {v:.4f}" for k, v in self.result["quality"][fw].items()

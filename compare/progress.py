@@ -116,8 +116,11 @@ class Progress:
 
     def describe_left(self) -> str:
         seconds, unknown = self.left()
+        remaining = sum(step not in self.done for step in self.steps)
+        if unknown and unknown == remaining:
+            return "time left not estimated yet"
         known = f"~{clock(seconds)} left"
-        return known + (f" (+{unknown} step{'s' * (unknown != 1)} of kinds not timed yet)" if unknown else "")
+        return known + (f" + {unknown} step{'s' * (unknown != 1)} of kinds not timed yet" if unknown else "")
 
     # -- the steps ---------------------------------------------------------------------------------
     def step(self, run: str, kind: str, what: str) -> None:

@@ -21,7 +21,6 @@ recorded with the results. The garbage collector is off while a sample runs.
 from __future__ import annotations
 
 import gc
-import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ class TimingBudget:
     stable_within: float = 0.05
     sample_s: float = 0.01
     target_cv: float = 0.05
-    window: int = 8
+    window: int = 6
     max_samples: int = 48
     max_time_s: float = 12.0
 
@@ -77,6 +76,16 @@ def warm_up(run: Callable[[Any], Any], arg: Any, budget: TimingBudget = STANDARD
         previous = median
 
 
+def autorange(run: Callable[[Any], Any], arg: Any, budget: TimingBudget = STANDARD, clock: Clock = _clock) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50, ... back-to-back calls that last at least ``sample_s`` (timeit's rule)."""
+    number = 1
+    while True:
+        for factor in (1, 2, 5):
+            if clock(run, arg, number * factor) * number * factor >= budget.sample_s:
+                return number * factor
+        number *= 10
+
+
 def cv(values: list[float]) -> float:
     mean = statistics.fmean(values)
     return statistics.pstdev(values) / mean if mean else 0.0
@@ -89,8 +98,8 @@ def time_call(run: Callable[[Any], Any], arg: Any, budget: TimingBudget = STANDA
     sample), samples (all timed), warmup_runs, stable (CV within the target) and target_cv.
     clock(run, arg, number) -> seconds per call is the measurement (replaceable in tests).
     """
-    per_call, warmup_runs = warm_up(run, arg, budget, clock)
-    number = max(1, math.ceil(budget.sample_s / max(per_call, 1e-9)))
+    _, warmup_runs = warm_up(run, arg, budget, clock)
+    number = autorange(run, arg, budget, clock)
     samples: list[float] = []
     started = time.perf_counter()
     while True:

@@ -2,7 +2,7 @@
 the Keras ``.keras`` file and TFLite (float32).
 
 ``tf2onnx.convert.from_function`` on a traced ``tf.function`` (its Keras entry
-point fails on Keras 3 models, DEPENDENCIES.md fact 5). The graph keeps the
+point fails on Keras 3 models, docs/DEPENDENCIES.md). The graph keeps the
 NHWC input; its ONNX metadata says so (``twinvision.layout``) and names the
 outputs in the spec's key order, exactly as ``pytorch_impl/export.py`` does.
 """
@@ -70,7 +70,7 @@ def export_tflite(saved_model: str | os.PathLike, path: str | os.PathLike) -> Pa
     """Convert a SavedModel (from ``export_program``) to a float32 TFLite flatbuffer.
 
     Converting from the SavedModel, not from concrete functions: the latter once
-    produced a weightless model that outputs NaN (DEPENDENCIES.md fact 13).
+    produced a weightless model that outputs NaN (docs/DEPENDENCIES.md).
     """
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     return write_atomic(path, converter.convert())

@@ -1,7 +1,7 @@
 """Test set-up shared by every test module.
 
 The import-order guard comes first: tensorflow_impl loads triton before
-TensorFlow (loading it after crashes the process; DEPENDENCIES.md fact 1).
+TensorFlow (loading it after crashes the process; docs/DEPENDENCIES.md, "Traps handled in code").
 """
 
 import tensorflow_impl  # noqa: F401  (must stay the first import)

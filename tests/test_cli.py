@@ -63,3 +63,21 @@ def test_train_command_prints_metrics_and_saves_weights(framework, tmp_path, cap
     from shared.weights import load_file
 
     assert "fc.weight" in load_file(path)
+
+
+@pytest.mark.parametrize("framework,conv", [("torch", "convolution"), ("tensorflow", "Conv2D")])
+def test_profile_names_where_a_training_step_goes(framework, conv, capsys):
+    """The framework's own profiler over its bare training step: op types with ms per step, convolutions among
+    them, and the CPU and TensorFlow's oneDNN decision named (the profile is only meaningful with them)."""
+    assert cli.main(["profile", "--task", "classification", "--framework", framework, "--preset", "tiny",
+                     "--steps", "2", "--top", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "TensorFlow oneDNN" in out and "ms a step under the profiler" in out
+    rows = [line for line in out.splitlines() if line.startswith("  ") and line.endswith(" ms")]
+    assert rows and any(conv in line for line in rows), out
+    assert all(float(line.split()[-2]) >= 0 for line in rows)
+
+
+def test_profile_rejects_bad_counts(capsys):
+    assert cli.main(["profile", "--task", "classification", "--framework", "torch", "--steps", "0"]) == 2
+    assert "--steps and --top: expected positive counts" in capsys.readouterr().err

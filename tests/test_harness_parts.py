@@ -31,26 +31,27 @@ def _scripted(per_call_seconds):
 
 
 def test_short_calls_are_timed_in_groups_of_at_least_a_sample():
-    """A 0.1 ms call is timed 100 at a time (10 ms samples), and a steady one stops after one window."""
+    """A 0.1 ms call is timed 100 at a time (10 ms samples: timeit's 1, 2, 5, 10, ... rule), and a steady one
+    stops after one window."""
     budget = speed.TimingBudget(window=8)
     clock = _scripted([1e-4])
     result = speed.time_call(None, None, budget, clock=clock)
-    assert result["number"] == 100 and set(clock.numbers[result["warmup_runs"]:]) == {100}
+    assert result["number"] == 100 and set(clock.numbers[-result["samples"]:]) == {100}
     assert result["p50_ms"] == pytest.approx(0.1) and result["cv"] == 0 and result["stable"]
     assert result["runs"] == result["samples"] == 8
 
 
 def test_noisy_timings_stop_at_the_limit_and_are_flagged():
     budget = speed.TimingBudget(window=4, max_samples=12, max_time_s=60)
-    result = speed.time_call(None, None, budget, clock=_scripted([0.02] * 6 + [0.02, 0.03] * 50))
+    result = speed.time_call(None, None, budget, clock=_scripted([0.02] * 7 + [0.02, 0.03] * 50))
     assert not result["stable"] and result["samples"] == 12 and result["runs"] == 12
     assert result["cv"] > budget.target_cv
 
 
 def test_a_settled_window_is_reported_without_the_noisy_start():
     budget = speed.TimingBudget(window=4, max_samples=40, max_time_s=60)
-    # Warm-up (two windows of 3 calls), then 3 noisy samples, then a steady 20 ms.
-    result = speed.time_call(None, None, budget, clock=_scripted([0.02] * 6 + [0.05, 0.01, 0.04] + [0.02] * 40))
+    # Warm-up (two windows of 3 calls), one call sizes the sample (20 ms: 1 call), 3 noisy samples, then steady.
+    result = speed.time_call(None, None, budget, clock=_scripted([0.02] * 7 + [0.05, 0.01, 0.04] + [0.02] * 40))
     assert result["stable"] and result["samples"] == 3 + 4 and result["runs"] == 4
     assert result["p50_ms"] == pytest.approx(20.0) and result["cv"] == 0
 

@@ -8,13 +8,17 @@ from pathlib import Path
 from shared.metrics import PRIMARY_METRIC
 from shared.weights import write_atomic
 
-from .. import guide
+from .. import guide, training_speed
 from ..codepair import module_pairs
 from ..parity import summarize
 from ..size import human
 from . import plots
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+TIMING_PROTOCOL = ("Same thread settings for every backend; one warm-up rule for all (until two consecutive windows "
+                   "agree within 5%); each sample times enough back-to-back calls to last at least 10 ms; samples "
+                   "are taken until the last few have a CV of at most 0.05, and a figure that never got there is "
+                   "marked noisy with its CV.")
 VERDICT_CLASS = {"supported": "ok", "refuted": "bad", "mixed": "mixed", "not measurable here": "na"}
 
 
@@ -105,6 +109,8 @@ def render(results: dict, out: str | Path) -> None:
     env.filters["g"] = lambda v, digits=3: "-" if v is None else f"{v:.{digits}g}"
     env.filters["f4"] = lambda v: "-" if v is None else f"{v:.4f}"  # None: a metric with nothing to measure
     context = {"results": results, "sections": sections, "claims": results.get("claims", []),
+               "timing_protocol": TIMING_PROTOCOL, "training_target": training_speed.TARGET_RATIO,
+               "reference_steps": training_speed.REFERENCE_STEPS,
                "verdict_class": VERDICT_CLASS, "guide": guide.entries(), "peak": peak,
                "pygments_css": HtmlFormatter().get_style_defs(".code"),
                "anchors": {f"task-{s['name']}" for s in sections} | {"claims", "code", "guide", "environment"}

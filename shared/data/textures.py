@@ -1,6 +1,6 @@
 """Real photographs and textures that scikit-image ships, as backgrounds.
 
-Only images that load offline are used (DEPENDENCIES.md lists them). They are
+Only images that load offline are used (docs/DEPENDENCIES.md lists them). They are
 decoded once per process, converted to float32 RGB in [0, 1] and shrunk so
 that cropping a background is cheap.
 """
