@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -61,7 +61,10 @@ def _tensorflow_ops(run, batches) -> dict[str, float]:
                 continue  # the op events; the Python and runtime lines repeat them as nested scopes
             for event in line.events:
                 name = plane.event_metadata[event.metadata_id].name
-                totals[name.split(":")[-1]] += event.duration_ps / 1e9
+                # "scope/op_name:OpType"; the executor's own spans ("ExecutorState::Process") and thread-pool
+                # spans wrap the ops and would count their time twice.
+                if ":" in name and "::" not in name:
+                    totals[name.split(":")[-1]] += event.duration_ps / 1e9
     return dict(totals)
 
 

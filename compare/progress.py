@@ -27,6 +27,9 @@ from typing import Callable
 from shared.weights import write_atomic
 
 COSTS_FILE = "step-costs.json"
+# Kinds of step whose cost the cache changes (a cold run trains and exports, a warm one loads): their cost in a
+# cold run says nothing about a warm one. Timing, parity and studies cost the same either way.
+CACHED_KINDS = frozenset({"train", "export", "quantize", "compression"})
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,13 @@ class Progress:
 
     # -- the estimate ------------------------------------------------------------------------------
     def expected(self, step: Step) -> float | None:
-        """The cost to expect of ``step``: from an earlier run, else from this run's steps of its kind."""
+        """The cost to expect of ``step``: from an earlier run at the same temperature (or at the other one, for
+        a kind the cache does not shorten), else from this run's steps of its kind."""
         if self.costs is not None:
-            earlier = self.costs.get(step, self.temperatures.get(step.run, "cold"))
+            temperature = self.temperatures.get(step.run, "cold")
+            earlier = self.costs.get(step, temperature)
+            if earlier is None and step.kind not in CACHED_KINDS:
+                earlier = self.costs.get(step, "warm" if temperature == "cold" else "cold")
             if earlier is not None:
                 return earlier
         same_kind = [s for d, s in self.done.items() if d.kind == step.kind]

@@ -63,6 +63,11 @@ def planned_steps(workload: str, backends: tuple[str, ...] = B.BACKENDS + INT8_B
     return steps + [Step(name, "speed", _speed_step(b, batches)) for b in backends]
 
 
+def workload_cache(cache_root: str | Path, workload: str, image_size: int = IMAGE_SIZE) -> TaskCache:
+    """The cache folder of a workload's exports (its spec and the model code are the key, as a task's)."""
+    return TaskCache(cache_root, run_name(workload), f"{image_size}px", WORKLOADS[workload](image_size=image_size))
+
+
 def _models(twins, spec) -> dict:
     """Both twins holding one seeded torchvision-style initialisation, BatchNorm statistics made non-trivial."""
     import torch
@@ -121,7 +126,7 @@ def run_workload(workload: str, cache_root: str | Path, threads: int, budget: S.
     result["params"] = int(sum(np.prod(v.shape) for k, v in twins["torch"].bridge.export_weights(
         models["torch"]).items() if not k.endswith(("running_mean", "running_var"))))
     result["flops_per_image"] = S.model_flops(models["torch"], spec)
-    cache = TaskCache(cache_root, name, f"{image_size}px", spec)
+    cache = workload_cache(cache_root, workload, image_size)
     exported = export_all(twins, models, spec, cache, only=_ARTIFACTS)
     result["size"] = exported.sizes
     result["errors"] += exported.errors

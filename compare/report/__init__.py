@@ -22,8 +22,9 @@ from .. import claims, codepair, store
 from ..env import run_info
 from ..pipeline import PROFILES, TaskRun, planned_steps, run_cache
 from ..progress import CostBook, Progress
-from ..workloads import PROFILE_WORKLOADS, run_workload
+from ..workloads import PROFILE_WORKLOADS, run_workload, workload_cache
 from ..workloads import planned_steps as workload_steps
+from ..workloads import run_name as workload_run
 from ..speed import matmul_peak_gflops
 
 SCHEMA = "twinvision.results/1"
@@ -66,6 +67,7 @@ def run_report(tasks: list[str] | None = None, profile: str = "standard", out: s
     # Which runs start cold (nothing cached: training and exports to do), for the time-left estimate.
     temperatures = {run_name(t, v): "cold" if run_cache(cache, run_name(t, v), preset).fresh else "warm"
                     for t, v in runs}
+    temperatures.update({workload_run(w): "cold" if workload_cache(cache, w).fresh else "warm" for w in workloads})
     progress = Progress([s for t, v in runs for s in planned_steps(t, v, profile)]
                         + [s for w in workloads for s in workload_steps(w)],
                         CostBook(cache, profile), temperatures, printer=printer)
