@@ -194,13 +194,15 @@ def _cmd_check(args) -> int:
         print(f"twinvision check: error: {err}", file=sys.stderr)
         return 2
     found = problems(results, baseline, args.threshold)
-    n_parity = sum(len(t.get("parity", [])) for t in results["tasks"].values())
+    workloads = results.get("workloads") or {}
+    n_parity = sum(len(t.get("parity", [])) for t in [*results["tasks"].values(), *workloads.values()])
     if found:
         print(f"twinvision check: {len(found)} problem(s) in {args.results}:")
         for line in found:
             print(f"  - {line}")
         return 1
-    print(f"twinvision check: ok ({len(results['tasks'])} task(s), {n_parity} parity checks"
+    print(f"twinvision check: ok ({len(results['tasks'])} task(s), {len(workloads)} reference workload(s), "
+          f"{n_parity} parity checks"
           + (f", no p50 regression beyond {args.threshold:.0%} against {args.baseline}" if baseline else "") + ")")
     return 0
 

@@ -372,7 +372,7 @@ class TaskRun:
             "torch-int8-qat": lambda: self._torch_int8("torch-int8-qat", PQ.quantize_qat(
                 reference["torch"], spec, data.train, cfg["steps"], lr, int8), PQ),
             "torch-int8-dynamic": lambda: B.module_runner("torch-int8-dynamic", PQ.quantize_dynamic(
-                reference["torch"]), keys, compile=False),
+                reference["torch"]), keys),
             "onnxruntime-torch-int8": lambda: onnx("onnxruntime-torch-int8", (
                 f"model-torch-pt2e-int8-{int8.name}.onnx", lambda p: export_onnx(self._pt2e_int8_model(), spec, p))),
             "onnxruntime-int8": lambda: onnx("onnxruntime-int8", (
@@ -421,7 +421,7 @@ class TaskRun:
         path = PQ.save_int8(module, self.spec, self.cache.path(f"{name}.safetensors"))
         self.result["size"].append({"artifact": name, "bytes": artifact_bytes(path), "framework": "torch",
                                     "quantized": True, "note": "int8 tensors of the pt2e model (safetensors)"})
-        return B.module_runner(name, module, tuple(self.spec.output_keys), compile=True)
+        return B.pt2e_int8_runner(name, module, tuple(self.spec.output_keys))
 
     def _quantized_quality(self, quantized, runners, data) -> None:
         """Task metrics of each variant and, for classifiers, its top-1 agreement with the fp32 reference (L6)."""

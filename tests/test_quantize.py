@@ -144,6 +144,28 @@ def test_saturation_bound_rejects_a_float_model(tiny_spec, trained, tmp_path):
         u8s8_headroom(export_onnx(trained[0], tiny_spec, tmp_path / "fp32.onnx"))
 
 
+@pytest.mark.parametrize("kernels", ["vnni", "no-vnni"])
+def test_torch_int8_lowers_to_onednn_int8_kernels_with_the_same_predictions(kernels, tiny_spec, tiny_data, trained):
+    """The backend runs the graph lowered to oneDNN's int8 convolutions, not float convolutions between quantize
+    steps; on this CPU it agrees with the reference graph to int8 rounding, with either weight range."""
+    import torch
+
+    from pytorch_impl import quantize as PQ
+    from pytorch_impl.tensors import to_native
+
+    q = PQ.quantize_static(trained[0], tiny_spec, tiny_data.train.images[:64], int8_setting(kernels))
+    images = tiny_data.test.images[:64]
+    lowered = PQ.lower_for_cpu(q, to_native(images))
+    targets = {str(n.target) for n in lowered.graph.nodes if n.op == "call_function"}
+    assert any("onednn.qconv" in t for t in targets), sorted(targets)
+    assert not any("aten.convolution" in t for t in targets)
+    with torch.no_grad():
+        got = lowered(to_native(images))["logits"].numpy()
+    want = _torch_logits(q, images)
+    assert np.abs(got - want).mean() <= 0.25 * np.abs(want - trained[2][:64]).mean()
+    assert _agreement(got, want) >= 0.98
+
+
 def test_torch_qat_fine_tunes_and_converts_to_a_clean_int8_graph(tiny_spec, tiny_data, trained):
     import torch
 

@@ -160,6 +160,25 @@ def test_check_catches_p50_regressions_and_failed_exports():
     assert any("export pt2 failed" in p for p in problems(broken))
 
 
+def test_check_gates_the_reference_workloads_like_a_task():
+    from compare.check import problems
+
+    workload = {"speed": [{"backend": "tflite-fp32", "batch": 16, "p50_ms": 100.0}], "errors": [],
+                "parity": [{"a": "torch", "b": "tflite-fp32", "what": "workload/logits", "max_abs": 0.0, "tol": 1e-3,
+                            "ok": True}], "backends": [{"name": "tflite-fp32", "status": "ok"}]}
+    base = {"tasks": {}, "workloads": {"resnet50": workload}}
+    assert problems(base) == []
+    slow = copy.deepcopy(base)
+    slow["workloads"]["resnet50"]["speed"][0]["p50_ms"] = 200.0
+    assert any("resnet50: tflite-fp32 batch 16 p50" in p for p in problems(slow, base))
+    broken = copy.deepcopy(base)
+    broken["workloads"]["resnet50"]["parity"][0].update(max_abs=1.0, ok=False)
+    broken["workloads"]["resnet50"]["backends"][0].update(status="failed", error="boom")
+    found = problems(broken)
+    assert any("parity breach torch vs tflite-fp32 workload/logits" in p for p in found)
+    assert any("backend tflite-fp32 failed: boom" in p for p in found)
+
+
 def test_check_rejects_missing_and_foreign_files(tmp_path):
     missing = _twinvision("check", "--results", str(tmp_path / "nope.json"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
