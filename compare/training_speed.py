@@ -35,7 +35,7 @@ class ProbeBudget:
     rounds: int
 
 
-PROBES = {"quick": ProbeBudget(steps=8, rounds=3), "standard": ProbeBudget(steps=16, rounds=4)}
+PROBES = {"quick": ProbeBudget(steps=8, rounds=3), "standard": ProbeBudget(steps=16, rounds=6)}
 
 
 def measure(twin, spec, split, initial_model: Callable[[str], object], budget: ProbeBudget) -> dict:
