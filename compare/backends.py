@@ -5,7 +5,7 @@ that is timed: it takes the backend's native input (prepared once by
 ``to_input``) and returns materialised outputs, so every backend is timed from
 ready input to ready output and nothing else.
 
-Backend names are part of the results contract (ARCHITECTURE.md): add, never rename.
+Backend names are part of the results contract (docs/ARCHITECTURE.md): add, never rename.
 """
 
 from __future__ import annotations

@@ -171,12 +171,7 @@ def _cmd_export(args) -> int:
 
     B.set_threads(os.cpu_count() or 1)
     run = TaskRun(args.task, args.profile, Path(args.cache), os.cpu_count() or 1, Progress([]))
-    from .frameworks import load_twins
-    from shared import data as D
-
-    twins = load_twins(args.task)
-    models = run._train(twins, D.load(run.spec))
-    artifacts = run._export(twins, run._reference_models(twins, models))
+    artifacts = run.exports()
     for name, path in artifacts.items():
         print(f"{name:<24} {path}")
     for err in run.result["errors"]:

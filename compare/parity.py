@@ -1,4 +1,4 @@
-"""Numerical parity between the twins, levels L1-L4 (ARCHITECTURE.md, "Parity levels").
+"""Numerical parity between the twins, levels L1-L4 (docs/ARCHITECTURE.md, "Parity levels").
 
 Every check goes through the twin contract only (build_model, predict,
 compute_loss, train_steps, the bridges and exporters), so a new task gets all
@@ -48,7 +48,7 @@ def entry(a: str, b: str, what: str, x: np.ndarray, y: np.ndarray, rel_tol: floa
     return result
 
 
-def _same_init(twins: dict[str, Twin], spec, source: str, seed: int) -> tuple[dict, dict]:
+def same_init(twins: dict[str, Twin], spec, source: str, seed: int) -> tuple[dict, dict]:
     """Build both models from one initialisation made by ``source``, BatchNorm made non-trivial."""
     import keras
     import torch
@@ -72,7 +72,7 @@ def forward_parity(spec, twins: dict[str, Twin], images: np.ndarray, seed: int =
     """L1: eval-mode outputs (and feature maps) with weights moved each way."""
     entries = []
     for source, other in (("torch", "tensorflow"), ("tensorflow", "torch")):
-        models, _ = _same_init(twins, spec, source, seed)
+        models, _ = same_init(twins, spec, source, seed)
         out_a = twins[source].task.predict(models[source], images, with_features=True)
         out_b = twins[other].task.predict(models[other], images, with_features=True)
         _check_activations(out_a)
@@ -83,7 +83,7 @@ def forward_parity(spec, twins: dict[str, Twin], images: np.ndarray, seed: int =
 
 def gradient_parity(spec, twins: dict[str, Twin], images: np.ndarray, targets, seed: int = 0) -> list[dict]:
     """L2: loss terms and every parameter's gradient, training mode (batch statistics)."""
-    models, _ = _same_init(twins, spec, "torch", seed)
+    models, _ = same_init(twins, spec, "torch", seed)
     results = {}
     for fw, t in twins.items():
         trainer = t.training.Trainer(models[fw], spec, t.task.compute_loss)
@@ -109,7 +109,7 @@ def training_parity(spec, twins: dict[str, Twin], split, seed: int = 0) -> list[
     n = min(len(split), tol.training_samples)
     batches = [idx for epoch in D.batch_plan(n, train.batch_size, tol.training_steps, seed)
                for idx in epoch][:tol.training_steps]
-    models, _ = _same_init(twins, spec, "torch", seed)
+    models, _ = same_init(twins, spec, "torch", seed)
     losses, weights = {}, {}
     for fw, t in twins.items():
         losses[fw] = np.array(t.task.train_steps(models[fw], spec, split.images, split.targets, batches, train))
@@ -129,7 +129,7 @@ def training_parity(spec, twins: dict[str, Twin], split, seed: int = 0) -> list[
 def onnx_parity(spec, twins: dict[str, Twin], images: np.ndarray, seed: int = 0,
                 workdir: str | Path | None = None) -> list[dict]:
     """L4: each framework against its own ONNX export, and the two exports against each other."""
-    models, _ = _same_init(twins, spec, "torch", seed)
+    models, _ = same_init(twins, spec, "torch", seed)
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
     keys = tuple(spec.output_keys)

@@ -23,7 +23,7 @@ import numpy as np
 from shared import data as D
 from shared import weights as W
 from shared.cpu import int8_setting
-from shared.metrics import PRIMARY_METRIC, evaluate_outputs
+from shared.metrics import agreement, evaluate_outputs, primary_metric
 from shared.specs import FRAMEWORKS, get_spec, run_name, split_run_name
 from shared.weights import write_atomic
 
@@ -137,7 +137,7 @@ def _torch_parts(model, keys):
 
 
 class TaskRun:
-    """Collects one task's results in the schema of ARCHITECTURE.md, plus what the report draws.
+    """Collects one task's results in the schema of docs/ARCHITECTURE.md, plus what the report draws.
 
     With ``variant`` (a model of ``TaskEntry.variants``), the run covers training, parity, exports and
     the fp32 backends; the quantization and compression studies belong to the task's main model.
@@ -153,6 +153,7 @@ class TaskRun:
         self.spec = get_spec(task, self.preset, variant)
         self.cache_root = Path(cache_root)
         self.cache = run_cache(self.cache_root, self.name, self.preset, self.spec)
+        self.twins = load_twins(task)
         self._initial = None  # (spec, canonical tensors) of the shared initialisation, made on first use
         self.result = {"status": "ok", "errors": [], "parity": [], "speed": [], "size": [], "quality": {},
                        "backends": [], "training": {}, "exports": [], "preset": self.preset, "task": task,
@@ -162,7 +163,7 @@ class TaskRun:
     def _evaluate(self, outputs: dict, split, framework: str) -> dict:
         """Task metrics of a backend's raw outputs, post-processed (where the task has that step) by the twin
         of the framework the backend came from: a TF export is scored the way TF would serve it."""
-        postprocess = getattr(self._twins[framework].task, "postprocess", None)
+        postprocess = getattr(self.twins[framework].task, "postprocess", None)
         return evaluate_outputs(self.spec, outputs, split, postprocess)
 
     def _fail(self, what: str, err: BaseException) -> str:
@@ -173,7 +174,7 @@ class TaskRun:
 
     # -- the steps ---------------------------------------------------------------------------------
     def run(self) -> dict:
-        twins = self._twins = load_twins(self.task)
+        twins = self.twins
         self.progress.step(self.name, "data", "data")
         data = task_data(self.spec)
         models = self._train(twins, data)
@@ -197,6 +198,15 @@ class TaskRun:
             self.result["status"] = "failed" if not runners else "ok"
         return self.result
 
+    def exports(self) -> dict[str, Path]:
+        """Only the first steps: train (or take from the cache) both twins, then export the reference model's
+        artifacts (``twinvision export``); {artifact: path}. Failures are in ``self.result["errors"]``."""
+        self.progress.step(self.name, "data", "data")
+        models = self._train(self.twins, task_data(self.spec))
+        if REFERENCE not in models:
+            return {}
+        return self._export(self.twins, self._reference_models(self.twins, models))
+
     def initial_model(self, framework: str, spec=None):
         """A fresh ``framework`` model holding the reference framework's seeded initialisation (moved through
         the canonical layout). Both frameworks start training from the same weights, so the gap between their
@@ -208,12 +218,12 @@ class TaskRun:
         spec = spec or self.spec
         if self._initial is None or self._initial[0] is not spec:
             torch.manual_seed(spec.train.seed)
-            reference = self._twins[REFERENCE]
+            reference = self.twins[REFERENCE]
             tensors = reference.bridge.export_weights(reference.task.build_model(spec))
             if getattr(spec, "body_from", None):
                 tensors.update(self._trained_body(spec, tensors))
             self._initial = (spec, tensors)
-        twin = self._twins[framework]
+        twin = self.twins[framework]
         return twin.bridge.import_weights(twin.task.build_model(spec), self._initial[1])
 
     def _trained_body(self, spec, initial: dict) -> dict:
@@ -424,17 +434,19 @@ class TaskRun:
         return B.pt2e_int8_runner(name, module, tuple(self.spec.output_keys))
 
     def _quantized_quality(self, quantized, runners, data) -> None:
-        """Task metrics of each variant and, for classifiers, its top-1 agreement with the fp32 reference (L6)."""
-        reference = runners.get("torch") if self.spec.task == "classification" else None
-        ref_pred = reference.predict(data.test.images)[self.spec.output_keys[0]].argmax(-1) if reference else None
+        """Task metrics of each variant and, where the task has one decision per input (a classifier's top-1),
+        its agreement with the fp32 reference (L6)."""
+        reference = runners.get(REFERENCE)
+        ref_outputs = reference.predict(data.test.images) if reference else None
         for name, runner in list(quantized.items()):
             self.progress.step(self.name, "quality", f"{name}: quality")
             try:
                 full = runner.predict(data.test.images, batch=32)
                 metrics = self._evaluate(full, data.test, B.QUANTIZED[name][0])
                 scalars = {k: v for k, v in metrics.items() if not isinstance(v, list)}
-                if ref_pred is not None:
-                    scalars["top1_agreement"] = float((full[self.spec.output_keys[0]].argmax(-1) == ref_pred).mean())
+                agreed = agreement(full, ref_outputs, self.spec) if ref_outputs is not None else None
+                if agreed is not None:
+                    scalars["top1_agreement"] = agreed
                 self._backend_row(name)["quality"] = scalars
                 self.result["quality"][name] = scalars
             except Exception as err:  # noqa: BLE001
@@ -463,7 +475,7 @@ class TaskRun:
             measured = (tflite_kernel_sparsity(path) if str(path).endswith(".tflite")
                         else kernel_sparsity(load_file(path)))
             rows.append({"variant": variant, "framework": framework, **setting, "measured_sparsity": measured,
-                         "metric": PRIMARY_METRIC[spec.task], "quality": metrics[PRIMARY_METRIC[spec.task]],
+                         "metric": primary_metric(spec.task), "quality": metrics[primary_metric(spec.task)],
                          "bytes": artifact_bytes(path),
                          "gzip_bytes": len(gzip.compress(Path(path).read_bytes()))})
 
@@ -502,7 +514,7 @@ class TaskRun:
 
     def _quantization_summary(self) -> None:
         """Per quantized variant: quality drop, agreement, size and speed against its fp32 source (L6)."""
-        metric = PRIMARY_METRIC[self.spec.task]
+        metric = primary_metric(self.spec.task)
         sizes = {r["artifact"]: r["bytes"] for r in self.result["size"]}
         fp32_bytes = {"tflite-fp32": sizes.get("tflite-fp32"), "onnxruntime-from-torch": sizes.get("onnx-from-torch"),
                       "onnxruntime-from-tensorflow": sizes.get("onnx-from-tensorflow"),
@@ -561,9 +573,9 @@ class TaskRun:
         """For tasks with a post-processing step (detectors): each backend's raw outputs post-processed by the
         twin of its source framework, as that framework would serve them, against the reference backend's
         detections (L5 on the trained model: NMS runs after the exported graph, in the framework)."""
-        if REFERENCE not in outputs or not all(hasattr(t.task, "postprocess") for t in self._twins.values()):
+        if REFERENCE not in outputs or not all(hasattr(t.task, "postprocess") for t in self.twins.values()):
             return
-        served = {name: self._twins[B.SOURCE[name]].task.postprocess(out, self.spec) for name, out in outputs.items()}
+        served = {name: self.twins[B.SOURCE[name]].task.postprocess(out, self.spec) for name, out in outputs.items()}
         for name in outputs:
             if name != REFERENCE:
                 self.result["parity"].extend(detection_parity(self.spec, REFERENCE, served[REFERENCE], name,

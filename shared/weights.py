@@ -20,7 +20,7 @@ from typing import Mapping
 import numpy as np
 
 # How each kind of tensor is laid out in Keras, as the axes of the canonical
-# array to take (np.transpose order). ARCHITECTURE.md, "The weight bridge".
+# array to take (np.transpose order). docs/ARCHITECTURE.md, "The weight bridge".
 TO_KERAS: dict[str, tuple[int, ...]] = {
     "conv": (2, 3, 1, 0),            # (O, I, kh, kw) -> (kh, kw, I, O)
     "depthwise": (2, 3, 0, 1),       # (C, 1, kh, kw) -> (kh, kw, C, 1)

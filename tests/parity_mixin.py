@@ -58,10 +58,10 @@ def torch_trained_weights(twins, spec, split, batch: int, steps: int, max_loss_r
     ``max_loss_ratio`` of its start: a trained model for the L5 (post-processing) tests."""
     import dataclasses
 
-    from compare.parity import _same_init
+    from compare.parity import same_init
     from shared.data import batch_plan
 
-    models, _ = _same_init(twins, spec, "torch", 0)
+    models, _ = same_init(twins, spec, "torch", 0)
     train = dataclasses.replace(spec.train, schedule="constant")
     epochs = -(-steps * batch // len(split))
     batches = [idx for epoch in batch_plan(len(split), batch, epochs, 0) for idx in epoch][:steps]

@@ -81,3 +81,16 @@ def test_profile_names_where_a_training_step_goes(framework, conv, capsys):
 def test_profile_rejects_bad_counts(capsys):
     assert cli.main(["profile", "--task", "classification", "--framework", "torch", "--steps", "0"]) == 2
     assert "--steps and --top: expected positive counts" in capsys.readouterr().err
+
+
+@pytest.mark.export
+def test_export_command_writes_every_artifact(tmp_path, capsys):
+    assert cli.main(["export", "--task", "classification", "--profile", "quick", "--cache", str(tmp_path)]) == 0
+    # One "<artifact> <path>" line each, after the progress lines and the trained models' metrics.
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line and line[0] not in "[ "]
+    paths = dict(row for row in rows if len(row) == 2)
+    assert set(paths) == {"safetensors", "pt2", "onnx-from-torch", "onnx-from-tensorflow", "saved_model", "keras",
+                          "tflite-fp32"}
+    from pathlib import Path
+
+    assert all(Path(p).exists() for p in paths.values())

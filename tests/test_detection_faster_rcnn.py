@@ -18,7 +18,7 @@ import torch
 
 from compare.backends import OnnxRunner
 from compare.frameworks import load_twins
-from compare.parity import _same_init, entry, forward_parity, gradient_parity, postprocess_parity, training_parity
+from compare.parity import same_init, entry, forward_parity, gradient_parity, postprocess_parity, training_parity
 from shared.anchors import task_anchors
 from shared.data.detection import DetectionData, load_detection, pack_targets
 from shared.data.validate import InputError
@@ -138,13 +138,13 @@ def test_raw_outputs_agree_both_ways(twins, data):
     assert_all_ok(entries)
     keys = {e["what"] for e in entries}
     assert {f"forward/{k}" for k in SPEC.output_keys} <= keys
-    models, _ = _same_init(twins, SPEC, "torch", 0)
+    models, _ = same_init(twins, SPEC, "torch", 0)
     out = twins["torch"].task.predict(models["torch"], images)
     assert (np.abs(out["proposals"]).sum(-1) > 0).sum(1).min() > 8     # real proposals, not padding only
 
 
 def test_roi_head_agrees_on_the_same_proposals(twins, data):
-    models, _ = _same_init(twins, SPEC, "tensorflow", 1)
+    models, _ = same_init(twins, SPEC, "tensorflow", 1)
     images = data.train.images[:4]
     proposals = twins["tensorflow"].task.predict(models["tensorflow"], images)["proposals"]
     rng = np.random.default_rng(0)
@@ -211,7 +211,7 @@ def test_training_reduces_the_loss_in_both_twins(twins, data):
 def test_onnx_export_of_backbone_and_rpn(twins, data, tmp_path):
     """ONNX covers images -> RPN outputs; NMS and the RoI head after it stay in the frameworks."""
     images = data.test.images[:4]
-    models, _ = _same_init(twins, SPEC, "torch", 0)
+    models, _ = same_init(twins, SPEC, "torch", 0)
     export_spec = types.SimpleNamespace(input_shape=SPEC.input_shape, output_keys=RPN_OUTPUT_KEYS)
     exported, modules = {}, dict(zip(("torch", "tensorflow"), _modules(twins)))
     for fw, t in twins.items():

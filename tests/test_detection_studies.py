@@ -109,7 +109,6 @@ def test_a_variant_starts_from_the_trained_body_of_the_run_it_names(tmp_path):
     """``body_from``: the body tensors come from the named run's cached reference weights, the heads from the
     seeded initialisation, the same in both frameworks; a missing source is a clear error; the cache key
     follows the source's spec."""
-    from compare.frameworks import load_twins
     from compare.pipeline import TaskRun, run_cache
     from compare.progress import Progress
 
@@ -118,7 +117,7 @@ def test_a_variant_starts_from_the_trained_body_of_the_run_it_names(tmp_path):
     with pytest.raises(SpecError, match="body_from"):
         dataclasses.replace(tiny(), body_from="")
     run = TaskRun("detection", "quick", tmp_path, 1, Progress([], printer=lambda s: None), variant="yolo")
-    run._twins = twins = load_twins("detection")
+    twins = run.twins
     plain_key = run.cache.dir.name
     run.spec = dataclasses.replace(run.spec, body_from="detection")
     assert run_cache(tmp_path, run.name, "tiny", run.spec).dir.name != plain_key

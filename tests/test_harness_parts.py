@@ -102,7 +102,7 @@ def test_detection_metrics_go_through_the_twins_postprocess():
     import pytest
 
     from shared.data import load, training_targets
-    from shared.metrics import PRIMARY_METRIC, evaluate_outputs
+    from shared.metrics import evaluate_outputs, primary_metric
     from shared.specs import get_spec
 
     spec = get_spec("detection", "tiny")
@@ -111,7 +111,7 @@ def test_detection_metrics_go_through_the_twins_postprocess():
         evaluate_outputs(spec, {}, split)
     truth = [{"boxes": b, "scores": np.ones(len(b), np.float32), "labels": y} for b, y in zip(split.boxes, split.labels)]
     metrics = evaluate_outputs(spec, {}, split, postprocess=lambda outputs, s: truth)
-    assert metrics[PRIMARY_METRIC["detection"]] == 1.0 and metrics["map"] == 1.0
+    assert metrics[primary_metric("detection")] == 1.0 and metrics["map"] == 1.0
     packed = training_targets(split, spec)
     assert packed.shape == (len(split), max(len(y) for y in split.labels), 5)
     assert (packed[0, :len(split.labels[0]), 4] == split.labels[0]).all()

@@ -36,12 +36,12 @@ def test_twin_learns_real_digits(framework, learnable_spec):
 def test_optimizers_take_the_same_steps(optimizer, schedule, tiny_spec, tiny_data):
     """Five steps of each optimiser and schedule from one init: the twins' weights stay together."""
     from compare.frameworks import load_twins
-    from compare.parity import _same_init
+    from compare.parity import same_init
 
     twins = load_twins("classification")
     train = dataclasses.replace(tiny_spec.train, optimizer=optimizer, schedule=schedule,
                                 lr=0.05 if optimizer == "sgd" else 1e-3)
-    models, _ = _same_init(twins, tiny_spec, "torch", seed=1)
+    models, _ = same_init(twins, tiny_spec, "torch", seed=1)
     batches = [np.arange(i * 16, (i + 1) * 16) for i in range(5)]
     losses, weights = {}, {}
     for fw, t in twins.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from shared.metrics import PRIMARY_METRIC
+from shared.metrics import primary_metric
 from shared.weights import write_atomic
 
 from .. import guide, training_speed
@@ -96,7 +96,7 @@ def render(results: dict, out: str | Path) -> None:
     peak = results["run"].get("matmul_peak", {}).get("gflops", 0.0)
     sections = []
     for name, task in results["tasks"].items():
-        svgs = task_plots(task, peak, PRIMARY_METRIC.get(task.get("task", name), "accuracy"))
+        svgs = task_plots(task, peak, primary_metric(task.get("task") or name.split(".")[0]))
         for plot, svg in svgs.items():
             write_atomic(out / "plots" / f"{name}-{plot}.svg", svg)
         sections.append({"name": name, "task": task, "plots": {k: _data_uri(v) for k, v in svgs.items()},

@@ -2,7 +2,7 @@
 
 Layout: ``features`` come in the framework's native layout, NCHW here and NHWC
 in the TensorFlow twin, because the op runs inside a model, where each twin
-keeps its own layout (ARCHITECTURE.md); the output is ``[K, C, out_h, out_w]``
+keeps its own layout (docs/ARCHITECTURE.md); the output is ``[K, C, out_h, out_w]``
 here, ``[K, out_h, out_w, C]`` there, and ``pytorch_impl.tensors.to_numpy``
 turns this one into the other at the usual boundary. Boxes and their batch
 index are the same in both twins.

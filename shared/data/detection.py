@@ -301,3 +301,13 @@ def mask_to_rle(mask: np.ndarray) -> dict:
 
 __all__ = ["DetectionData", "DetectionSplit", "check_target", "detection_split", "load_detection", "mask_to_rle",
            "masks_to_boxes", "pack_targets", "render_detection_image", "to_coco"]
+
+
+def load(spec) -> DetectionData:
+    """The task's data hook (``shared.data.load``): the seeded detection set ``spec.data`` describes."""
+    return load_detection(spec.data)
+
+
+def training_targets(split: DetectionSplit, spec) -> np.ndarray:
+    """The task's targets hook (``shared.data.training_targets``): boxes and labels packed as [N, M, 5]."""
+    return pack_targets(split.targets, spec.data.num_classes)

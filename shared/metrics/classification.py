@@ -17,3 +17,16 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: 
         "balanced_accuracy": float(balanced_accuracy_score(labels, pred)),
         "per_class_recall": [float(r) for r in recall],
     }
+
+
+PRIMARY_METRIC = "accuracy"
+
+
+def evaluate(spec, outputs: dict, split, postprocess=None) -> dict:
+    """The task's metrics hook (``shared.metrics.evaluate_outputs``): logits need no post-processing."""
+    return classification_metrics(outputs["logits"], split.labels, spec.model.num_classes)
+
+
+def agreement(a: dict, b: dict, spec) -> float:
+    """Top-1 agreement of two backends' logits."""
+    return float((np.asarray(a["logits"]).argmax(-1) == np.asarray(b["logits"]).argmax(-1)).mean())

@@ -17,7 +17,7 @@ from ..data.detection import DetectionSplit, to_coco
 
 # COCOeval.stats, in its order (COCOeval.summarize): AP over IoU .50:.95, at .50, at .75, by object
 # size, then AR at 1, 10 and 100 detections per image and by size. Names follow the results contract
-# (ARCHITECTURE.md: quality metrics ``map``, ``map50``).
+# (docs/ARCHITECTURE.md, "Results": quality metrics ``map``, ``map50``).
 STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
               "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
 
@@ -80,3 +80,19 @@ def _check_detection(det, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 __all__ = ["STAT_NAMES", "coco_metrics"]
+
+
+PRIMARY_METRIC = "map50"
+
+
+def evaluate(spec, outputs: dict, split: DetectionSplit, postprocess=None) -> dict:
+    """The task's metrics hook (``shared.metrics.evaluate_outputs``): raw head outputs, decoded and suppressed
+    by the serving framework's ``postprocess``, then COCO metrics."""
+    if postprocess is None:
+        raise ValueError("detection outputs are raw head outputs: evaluate_outputs needs the twin's postprocess")
+    return coco_metrics(postprocess(outputs, spec), split)
+
+
+def agreement(a: dict, b: dict, spec) -> None:
+    """A detector makes no single decision per image to agree on (L5 compares its detections instead)."""
+    return None

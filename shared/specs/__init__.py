@@ -26,7 +26,7 @@ class TaskEntry:
     status: ``ready`` when both twins implement the contract and the default
         report runs the task; ``preview`` when the twins work (parity, training,
         every backend) but the task does not yet fit the default report's time
-        budgets (ARCHITECTURE.md), so the report runs it only when asked by name
+        budgets (docs/ARCHITECTURE.md), so the report runs it only when asked by name
         (``--tasks NAME``); ``planned`` while the task is on the roadmap only.
     seed_answers: the numbers of the seed answers whose claims it measures.
     presets: the main model's specs by preset (``tiny`` for tests, ``standard`` for the report).

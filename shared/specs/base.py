@@ -105,7 +105,7 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class ParityTolerances:
-    """Relative tolerances of the parity levels (ARCHITECTURE.md, 'Parity levels').
+    """Relative tolerances of the parity levels (docs/ARCHITECTURE.md, 'Parity levels').
 
     Each is multiplied by the reference output's (or tensor's) max |value|.
     """

@@ -156,6 +156,6 @@ def resnet50(num_classes: int = 1000, image_size: int = 224) -> ClassificationSp
 
 
 def _torchvision(model: ResNetSpec, image_size: int) -> ClassificationSpec:
-    # Deep nets accumulate more float32 rounding: ARCHITECTURE.md allows 1e-4 x for them.
+    # Deep nets accumulate more float32 rounding: docs/ARCHITECTURE.md allows 1e-4 x for them.
     return ClassificationSpec(model=model, data=ClassificationDataSpec(image_size=image_size),
                               tolerances=ParityTolerances(forward=1e-4))

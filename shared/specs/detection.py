@@ -369,7 +369,7 @@ class ErasingSpec:
 
 @dataclass(frozen=True)
 class DetectionTolerances(ParityTolerances):
-    """ParityTolerances plus L5, the post-processed detections (ARCHITECTURE.md: boxes IoU >= 0.99).
+    """ParityTolerances plus L5, the post-processed detections (docs/ARCHITECTURE.md: boxes IoU >= 0.99).
 
     postprocess_iou: every detection of one twin has one of the same class in
         the other with at least this IoU.

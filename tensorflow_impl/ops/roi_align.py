@@ -22,7 +22,7 @@ tf.function with unknown K.
 
 Layout: ``features`` come in the framework's native layout, NHWC here and
 NCHW in the PyTorch twin, because the op runs inside a model, where each twin
-keeps its own layout (ARCHITECTURE.md); the output is ``[K, out_h, out_w, C]``
+keeps its own layout (docs/ARCHITECTURE.md); the output is ``[K, out_h, out_w, C]``
 here, ``[K, C, out_h, out_w]`` there (``pytorch_impl.tensors.to_numpy`` turns
 that one into this one). Boxes and their batch index are the same in both twins.
 """
