@@ -1,8 +1,11 @@
 """The usual "PyTorch vs TensorFlow" claims (seed answers 13 and 30) and the quantization claims
-(answers 11 and 28) and the detectors (answer 5), graded on this run's numbers.
+(answers 11 and 28), graded on this run's numbers; then each task's own claims (its plug-in's
+``claims``, compare/tasks/<task>.py).
 
 Every verdict is computed from the results and the code, never typed in:
-``supported``, ``refuted``, ``mixed``, or ``not measurable here`` with the reason.
+``supported``, ``refuted``, ``mixed``, or ``not measurable here`` with the reason. A claim is
+``(id, seed answers, text, judge)`` with ``judge(results, code, env) -> (verdict, evidence)``; the helpers
+below (``p50``, ``ratio_phrase``, ``verdict_of``, ``MARGIN``) are public for the tasks' judges.
 """
 
 from __future__ import annotations
@@ -18,16 +21,16 @@ def _row(task: dict, backend: str, batch: int) -> dict | None:
     return next((r for r in task.get("speed", []) if r["backend"] == backend and r["batch"] == batch), None)
 
 
-def _p50(task: dict, backend: str, batch: int) -> float | None:
+def p50(task: dict, backend: str, batch: int) -> float | None:
     row = _row(task, backend, batch)
     return row["p50_ms"] if row else None
 
 
-def _ratio_phrase(slow: float, fast: float) -> str:
+def ratio_phrase(slow: float, fast: float) -> str:
     return f"{slow / fast:.2f}x" if fast else "n/a"
 
 
-def _beats(task: dict, slow: str, fast: str, batch: int) -> bool | None:
+def beats(task: dict, slow: str, fast: str, batch: int) -> bool | None:
     """Whether backend ``fast`` is faster than ``slow`` by more than the margin *and* more than the timing noise
     of both figures (their CV); None when either was not timed."""
     a, b = _row(task, slow, batch), _row(task, fast, batch)
@@ -58,7 +61,7 @@ def _cost(block: dict) -> str:
 
 def _by_size(verdicts: dict[str, list[bool]]) -> tuple[str, str]:
     """One verdict per size class from its flags, then the overall verdict and where it changes."""
-    per_class = {c: _verdict(flags) for c, flags in verdicts.items() if flags}
+    per_class = {c: verdict_of(flags) for c, flags in verdicts.items() if flags}
     if not per_class:
         return NOT_MEASURABLE, ""
     values = set(per_class.values())
@@ -75,19 +78,19 @@ def static_graph(results: dict, code: dict, env: dict) -> tuple[str, str]:
     for name, size_class, block in speed_sources(results):
         lines.append(f"[{name}, {_cost(block)}]")
         for batch in sorted({r["batch"] for r in block["speed"]}):
-            eager, graph, xla = (_p50(block, b, batch) for b in ("tensorflow-eager", "tensorflow", "tensorflow-xla"))
-            t_eager, t_comp = _p50(block, "torch", batch), _p50(block, "torch-compile", batch)
+            eager, graph, xla = (p50(block, b, batch) for b in ("tensorflow-eager", "tensorflow", "tensorflow-xla"))
+            t_eager, t_comp = p50(block, "torch", batch), p50(block, "torch-compile", batch)
             won = []
             if eager and graph:
                 best = "tensorflow" if not xla or graph <= xla else "tensorflow-xla"
-                won.append(bool(_beats(block, "tensorflow-eager", best, batch)))
+                won.append(bool(beats(block, "tensorflow-eager", best, batch)))
                 lines.append(f"b{batch}: TF eager {eager:.3g} ms, tf.function {graph:.3g} ms"
                              + (f", XLA {xla:.3g} ms" if xla else "")
-                             + f" (static {_ratio_phrase(eager, min(graph, xla or graph))} faster)")
+                             + f" (static {ratio_phrase(eager, min(graph, xla or graph))} faster)")
             if t_eager and t_comp:
-                won.append(bool(_beats(block, "torch", "torch-compile", batch)))
+                won.append(bool(beats(block, "torch", "torch-compile", batch)))
                 lines.append(f"b{batch}: torch eager {t_eager:.3g} ms, torch.compile {t_comp:.3g} ms "
-                             f"({_ratio_phrase(t_eager, t_comp)})")
+                             f"({ratio_phrase(t_eager, t_comp)})")
             if len(won) == 2:
                 flags.setdefault(size_class, []).append(all(won))
     if not flags:
@@ -160,12 +163,12 @@ def tf_production(results: dict, code: dict, env: dict) -> tuple[str, str]:
             points.setdefault(size_class, []).append(_compare(tf_sizes[tf_best], torch_sizes[torch_best]))
             lines.append(f"{name} smallest deployable: TF {tf_best} {tf_sizes[tf_best]} B vs torch {torch_best} "
                          f"{torch_sizes[torch_best]} B")
-        tf_lat = {b: _p50(block, b, 1) for b in ("tflite-fp32", "onnxruntime-from-tensorflow", "tensorflow")}
-        torch_lat = {b: _p50(block, b, 1) for b in ("torch", "torch-compile", "onnxruntime-from-torch")}
+        tf_lat = {b: p50(block, b, 1) for b in ("tflite-fp32", "onnxruntime-from-tensorflow", "tensorflow")}
+        torch_lat = {b: p50(block, b, 1) for b in ("torch", "torch-compile", "onnxruntime-from-torch")}
         tf_lat, torch_lat = {k: v for k, v in tf_lat.items() if v}, {k: v for k, v in torch_lat.items() if v}
         if tf_lat and torch_lat:
             tf_best, torch_best = min(tf_lat, key=tf_lat.get), min(torch_lat, key=torch_lat.get)
-            point = 1 if _beats(block, torch_best, tf_best, 1) else -1 if _beats(block, tf_best, torch_best, 1) else 0
+            point = 1 if beats(block, torch_best, tf_best, 1) else -1 if beats(block, tf_best, torch_best, 1) else 0
             points.setdefault(size_class, []).append(point)
             lines.append(f"{name} ({_cost(block)}) fastest batch-1 deployment: TF {tf_best} {tf_lat[tf_best]:.3g} ms "
                          f"vs torch {torch_best} {torch_lat[torch_best]:.3g} ms"
@@ -233,7 +236,7 @@ def _quant_rows(results: dict) -> list[tuple[str, dict]]:
     return [(name, row) for name, task in results["tasks"].items() for row in task.get("quantization", [])]
 
 
-def _verdict(flags: list[bool]) -> str:
+def verdict_of(flags: list[bool]) -> str:
     return SUPPORTED if all(flags) else REFUTED if not any(flags) else MIXED
 
 
@@ -247,7 +250,7 @@ def quant_smaller(results: dict, code: dict, env: dict) -> tuple[str, str]:
     fp16 = [r for _, r in _quant_rows(results) if r["variant"] == "tflite-fp16" and r.get("size_ratio")]
     if fp16:
         evidence += f"; float16 for scale: {fp16[0]['size_ratio']:.3f}x"
-    return _verdict([r["size_ratio"] <= 0.3 for _, r in rows]), evidence
+    return verdict_of([r["size_ratio"] <= 0.3 for _, r in rows]), evidence
 
 
 # The fp32 backend each int8 backend of the reference workloads is timed against (its own runtime).
@@ -277,7 +280,7 @@ def quant_faster(results: dict, code: dict, env: dict) -> tuple[str, str]:
     for name, block in (results.get("workloads") or {}).items():
         for int8, fp32 in WORKLOAD_INT8_SOURCES.items():
             for batch in block.get("batches", []):
-                q, f = _p50(block, int8, batch), _p50(block, fp32, batch)
+                q, f = p50(block, int8, batch), p50(block, fp32, batch)
                 if q and f:
                     flags.setdefault("ResNet-size", []).append(f / q > 1 + MARGIN)
                     lines.append(f"{name} {int8} b{batch}: {f / q:.2f}x vs {fp32}")
@@ -304,7 +307,7 @@ def quant_accuracy(results: dict, code: dict, env: dict) -> tuple[str, str]:
     drops = [(n, r, r["fp32_quality"] - r["quality"]) for n, r in rows]
     evidence = "; ".join(f"{n} {r['variant']}: {r['metric']} {r['quality']:.4f} vs fp32 {r['fp32_quality']:.4f} "
                          f"(drop {d:+.4f}, top-1 agreement {r.get('top1_agreement') or 0:.4f})" for n, r, d in drops)
-    return _verdict([d <= ACCURACY_KEPT for _, _, d in drops]), evidence + f" (kept: drop <= {ACCURACY_KEPT})"
+    return verdict_of([d <= ACCURACY_KEPT for _, _, d in drops]), evidence + f" (kept: drop <= {ACCURACY_KEPT})"
 
 
 def qat_vs_ptq(results: dict, code: dict, env: dict) -> tuple[str, str]:
@@ -330,30 +333,6 @@ def qat_vs_ptq(results: dict, code: dict, env: dict) -> tuple[str, str]:
     return MIXED, evidence
 
 
-def single_shot_faster(results: dict, code: dict, env: dict) -> tuple[str, str]:
-    """Single-shot detectors (SSD- and YOLO-style) against the two-stage one, same body, same backend."""
-    models = {t.get("model"): t for t in results["tasks"].values() if t.get("task") == "detection"}
-    two_stage = models.get("faster_rcnn")
-    single = {m: models[m] for m in ("ssd", "yolo") if m in models}
-    if not two_stage or not single:
-        return NOT_MEASURABLE, "needs the Faster R-CNN-style detector and a single-shot one in this run " \
-                               "(twinvision report --tasks detection)"
-    lines, flags = [], []
-    for backend in ("torch", "tensorflow"):
-        for batch in (1, 32):
-            slow = _p50(two_stage, backend, batch)
-            for name, task in single.items():
-                fast = _p50(task, backend, batch)
-                if slow and fast:
-                    flags.append(slow / fast > 1 + MARGIN)
-                    lines.append(f"{backend} b{batch}: {name} {fast:.3g} ms vs faster_rcnn {slow:.3g} ms "
-                                 f"({_ratio_phrase(slow, fast)})")
-    if not flags:
-        return NOT_MEASURABLE, "no timings of the detectors on the same backend"
-    return _verdict(flags), "; ".join(lines) + " (same backbone and input size; the two-stage time includes " \
-                                             "proposal NMS and RoIAlign, the single-shot time excludes final NMS)"
-
-
 CLAIMS: tuple[tuple[str, str, str, Callable], ...] = (
     ("static-graph", "13, 30", "A static graph lets the framework optimise better than eager execution", static_graph),
     ("pytorch-pythonic", "13, 30", "PyTorch is more Pythonic and simpler to write", pythonic),
@@ -368,15 +347,23 @@ CLAIMS: tuple[tuple[str, str, str, Callable], ...] = (
     ("quant-accuracy", "11, 28", "Post-training quantization keeps acceptable accuracy", quant_accuracy),
     ("qat-vs-ptq", "11, 28", "Quantization-aware training preserves accuracy better than post-training "
                              "quantization", qat_vs_ptq),
-    ("single-shot-faster", "5", "Single-shot detectors (YOLO, SSD) run faster than two-stage region-proposal "
-                                "detectors", single_shot_faster),
 )
+
+
+def all_claims() -> tuple[tuple[str, str, str, Callable], ...]:
+    """The generic claims, then those of every task with twins (graded whether or not this run has the task: a
+    claim without its evidence says what run would measure it)."""
+    from shared.specs import TASKS, RUNNABLE
+
+    from .tasks import plugin
+
+    return CLAIMS + tuple(c for name, e in TASKS.items() if e.status in RUNNABLE for c in plugin(name).claims)
 
 
 def grade(results: dict, code: dict, env: dict) -> list[dict]:
     """The ``claims`` block of results.json."""
     out = []
-    for claim_id, answers, text, judge in CLAIMS:
+    for claim_id, answers, text, judge in all_claims():
         try:
             verdict, evidence = judge(results, code, env)
         except Exception as err:  # noqa: BLE001 - a claim whose evidence is broken says so

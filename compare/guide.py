@@ -12,7 +12,7 @@ from pathlib import Path
 
 from shared.specs import RUNNABLE, TASKS, run_name
 
-from .studies import STUDIES
+from .studies import studies_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,7 +80,7 @@ def entries() -> list[dict]:
         for t in tasks:
             if TASKS[t].status in RUNNABLE:
                 sections += [f"task-{run_name(t, v)}" for v in TASKS[t].variants]
-                sections += [f"study-{t}-{s.name}" for s in STUDIES.get(t, []) if number in s.seed_answers]
+                sections += [f"study-{t}-{s.name}" for s in studies_for(t, None) if number in s.seed_answers]
         notes = []
         if number in HARNESS:
             section, what = HARNESS[number]

@@ -24,6 +24,7 @@ from shared.specs import get_spec
 
 from .backends import OnnxRunner
 from .frameworks import Twin, load_twins
+from .tasks import plugin
 
 LEVELS = ("forward", "gradients", "training", "onnx")
 
@@ -155,64 +156,19 @@ def onnx_parity(spec, twins: dict[str, Twin], images: np.ndarray, seed: int = 0,
 
 
 def postprocess_parity(spec, twins: dict[str, Twin], images: np.ndarray, tensors: dict[str, np.ndarray]) -> list[dict]:
-    """L5 for detectors: both twins' post-processed detections from the same canonical weights ``tensors``
-    (``detection_parity``: the same detections per image, paired boxes and scores within tolerance)."""
-    detections = {}
+    """L5, for a task whose twins post-process their outputs: both twins' post-processed outputs from the same
+    canonical weights ``tensors``, compared by the task's own rule (its plug-in's ``compare_postprocessed``:
+    for a detector, the same detections per image, paired boxes and scores within tolerance)."""
+    compare = plugin(spec.task).compare_postprocessed
+    if compare is None:
+        raise ValueError(f"task {spec.task!r} has no post-processing step to compare (its plug-in declares no "
+                         f"compare_postprocessed)")
+    served = {}
     for fw, t in twins.items():
         model = t.task.build_model(spec)
         t.bridge.import_weights(model, tensors)
-        detections[fw] = t.task.postprocess(t.task.predict(model, images), spec)
-    return detection_parity(spec, "torch", detections["torch"], "tensorflow", detections["tensorflow"])
-
-
-def detection_parity(spec, name_a: str, a: list[dict], name_b: str, b: list[dict], what: str = "postprocess",
-                     min_score: float = 0.0) -> list[dict]:
-    """Two sets of post-processed detections of the same images, compared.
-
-    Per image, each detection of ``a`` scoring at least ``min_score`` is paired with the not yet paired
-    detection of ``b`` of the same class that overlaps it most (of any score, so a partner that fell just
-    under the cut still pairs). Entries: ``<what>/detections`` (per image, how many score at least
-    ``min_score``; exactly equal when ``min_score`` is 0), ``<what>/box_iou`` (``max_abs`` is 1 - the worst
-    pair's IoU, or 1 when a detection has no partner; ``tol`` is 1 - ``spec.tolerances.postprocess_iou``)
-    and ``<what>/scores`` (paired scores, within ``postprocess_score`` absolute).
-    """
-    from shared.anchors import box_iou
-
-    counts = [np.array([int((d["scores"] >= min_score).sum()) for d in side], np.float64) for side in (a, b)]
-    ious, scores_a, scores_b, unpaired = [], [], [], 0
-    for da, db in zip(a, b):
-        free = np.ones(len(db["scores"]), bool)
-        for i in np.flatnonzero(da["scores"] >= min_score):
-            candidates = np.flatnonzero(free & (db["labels"] == da["labels"][i]))
-            if not candidates.size:
-                unpaired += 1
-                continue
-            with np.errstate(divide="ignore", invalid="ignore"):
-                overlap = box_iou(da["boxes"][i:i + 1], db["boxes"][candidates])[0]
-            # Two identical empty boxes (clipped to an image edge) have IoU 0/0: count them as equal.
-            same = np.abs(db["boxes"][candidates] - da["boxes"][i]).max(axis=1) == 0
-            overlap = np.where(same, 1.0, np.nan_to_num(overlap))
-            j = candidates[int(np.argmax(overlap))]
-            free[j] = False
-            ious.append(float(overlap.max()))
-            scores_a.append(float(da["scores"][i]))
-            scores_b.append(float(db["scores"][j]))
-    # With a score cut, a detection just above it on one side may sit just under it on the other: the
-    # counts are then compared within one detection per image, and the pairing above decides.
-    entries = [entry(name_a, name_b, f"{what}/detections", counts[0], counts[1], 0.0 if min_score == 0 else 1.0,
-                     reference=np.ones(1))]
-    worst = 1.0 if unpaired or not ious else 1.0 - min(ious)
-    tol = 1.0 - spec.tolerances.postprocess_iou
-    iou_entry = {"a": name_a, "b": name_b, "what": f"{what}/box_iou", "max_abs": worst, "tol": tol,
-                 "ok": bool(ious) and not unpaired and worst <= tol}
-    if unpaired or not ious:
-        iou_entry["error"] = f"{unpaired} of {int(counts[0].sum())} {name_a} detections have no {name_b} partner " \
-                             f"of the same class"
-    entries.append(iou_entry)
-    # Scores are probabilities: the tolerance is absolute (reference 1).
-    entries.append(entry(name_a, name_b, f"{what}/scores", np.array(scores_a), np.array(scores_b),
-                         spec.tolerances.postprocess_score, reference=np.ones(1)))
-    return entries
+        served[fw] = t.task.postprocess(t.task.predict(model, images), spec)
+    return compare(spec, "torch", served["torch"], "tensorflow", served["tensorflow"])
 
 
 def selection_parity(name_a: str, name_b: str, what: str, selected: str, dependents: tuple[str, ...],

@@ -55,6 +55,10 @@ class CostBook:
             except (OSError, ValueError):
                 self.book = {}  # a damaged cost file only costs the estimate, never the run
 
+    def runs(self) -> dict:
+        """This profile's costs: {run: {"cold" | "warm": {what: seconds}}}."""
+        return self.book.get(self.profile, {})
+
     def get(self, step: Step, temperature: str) -> float | None:
         return self.book.get(self.profile, {}).get(step.run, {}).get(temperature, {}).get(step.what)
 

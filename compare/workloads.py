@@ -23,7 +23,7 @@ import numpy as np
 from shared import weights as W
 from shared.cpu import int8_setting
 from shared.data.textures import photo_batch
-from shared.specs.classification import resnet18, resnet50
+from shared.specs import RUNNABLE, TASKS
 
 from . import backends as B
 from . import speed as S
@@ -32,10 +32,9 @@ from .exports import export_all
 from .parity import entry
 from .progress import Step
 
-WORKLOADS: dict[str, Callable] = {"resnet18": resnet18, "resnet50": resnet50}
 # The quick profile times the tasks' own models only: compiling and converting two ResNets for every
 # backend takes minutes, more than that profile's whole budget.
-PROFILE_WORKLOADS = {"standard": ("resnet18", "resnet50"), "quick": ()}
+PROFILES_WITH_WORKLOADS = ("standard",)
 BATCHES = (1, 16)
 IMAGE_SIZE = 224
 INT8_BACKENDS = ("torch-int8", "onnxruntime-int8", "tflite-int8")
@@ -43,6 +42,20 @@ CALIBRATION_IMAGES = 8
 SEED = 0
 # Only the artifacts a timed backend needs (no .pt2, .keras: they are sizes, already shown per task).
 _ARTIFACTS = ("safetensors", "onnx-from-torch", "onnx-from-tensorflow", "saved_model", "tflite-fp32")
+
+
+def workloads() -> dict[str, tuple[str, Callable]]:
+    """Every reference workload, ``{name: (task whose twins build it, spec builder)}``: those the runnable
+    tasks' plug-ins declare (``TaskPlugin.workloads``; the classification twins' ResNet ports)."""
+    from .tasks import plugin
+
+    return {name: (task, build) for task, e in TASKS.items() if e.status in RUNNABLE
+            for name, build in plugin(task).workloads.items()}
+
+
+def profile_workloads(profile: str) -> tuple[str, ...]:
+    """The workloads a report of ``profile`` times: all of them in the standard profile, none in the quick one."""
+    return tuple(workloads()) if profile in PROFILES_WITH_WORKLOADS else ()
 
 
 def run_name(workload: str) -> str:
@@ -63,9 +76,16 @@ def planned_steps(workload: str, backends: tuple[str, ...] = B.BACKENDS + INT8_B
     return steps + [Step(name, "speed", _speed_step(b, batches)) for b in backends]
 
 
+def _builder(workload: str) -> tuple[str, Callable]:
+    known = workloads()
+    if workload not in known:
+        raise ValueError(f"unknown workload {workload!r}; expected one of {sorted(known)}")
+    return known[workload]
+
+
 def workload_cache(cache_root: str | Path, workload: str, image_size: int = IMAGE_SIZE) -> TaskCache:
     """The cache folder of a workload's exports (its spec and the model code are the key, as a task's)."""
-    return TaskCache(cache_root, run_name(workload), f"{image_size}px", WORKLOADS[workload](image_size=image_size))
+    return TaskCache(cache_root, run_name(workload), f"{image_size}px", _builder(workload)[1](image_size=image_size))
 
 
 def _models(twins, spec) -> dict:
@@ -100,17 +120,16 @@ def _int8_runner(name: str, models: dict, artifacts: dict, spec, cache: TaskCach
 def run_workload(workload: str, cache_root: str | Path, threads: int, budget: S.TimingBudget, progress,
                  image_size: int = IMAGE_SIZE, batches: tuple[int, ...] = BATCHES,
                  backends: tuple[str, ...] = B.BACKENDS + INT8_BACKENDS) -> dict:
-    """Time ``workload`` (a key of ``WORKLOADS``) through ``backends``; the ``workloads`` entry of results.json.
+    """Time ``workload`` (a key of ``workloads()``) through ``backends``; the ``workloads`` entry of results.json.
 
     Returns model, image_size, flops_per_image, params, backends (status rows), speed (rows as a task's, with
     gflops), parity (each fp32 backend against eager torch at batch 1), size and errors.
     """
     from .frameworks import load_twins
 
-    if workload not in WORKLOADS:
-        raise ValueError(f"unknown workload {workload!r}; expected one of {sorted(WORKLOADS)}")
     name = run_name(workload)
-    spec = WORKLOADS[workload](image_size=image_size)
+    task, build = _builder(workload)
+    spec = build(image_size=image_size)
     result = {"model": workload, "image_size": image_size, "batches": list(batches), "backends": [], "speed": [],
               "parity": [], "size": [], "errors": [], "int8": dataclasses.asdict(int8_setting())}
 
@@ -121,7 +140,7 @@ def run_workload(workload: str, cache_root: str | Path, threads: int, budget: S.
         return message
 
     progress.step(name, "export", "models and exports")
-    twins = load_twins("classification")
+    twins = load_twins(task)
     models = _models(twins, spec)
     result["params"] = int(sum(np.prod(v.shape) for k, v in twins["torch"].bridge.export_weights(
         models["torch"]).items() if not k.endswith(("running_mean", "running_var"))))

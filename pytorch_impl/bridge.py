@@ -37,13 +37,13 @@ def _kind(module: nn.Module) -> str:
     return "dense"
 
 
+def expected_layout(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if W.is_canonical_key(k)}
+
+
 def export_weights(model: nn.Module) -> dict[str, np.ndarray]:
     """Canonical tensors of ``model``: its state_dict as numpy, less torch-only buffers."""
     return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items() if W.is_canonical_key(k)}
-
-
-def expected_layout(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in model.state_dict().items() if W.is_canonical_key(k)}
 
 
 def import_weights(model: nn.Module, tensors: dict[str, np.ndarray], *, source: str = "weights") -> nn.Module:

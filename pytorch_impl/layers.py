@@ -11,11 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# In the order of the TensorFlow twin's definitions (tests/test_structure.py compares them).
+ReLU = nn.ReLU
 Conv2d = nn.Conv2d
 Linear = nn.Linear
-ModuleList = nn.ModuleList
-ReLU = nn.ReLU
-Sequential = nn.Sequential
 
 
 class BatchNorm2d(nn.BatchNorm2d):
@@ -23,6 +22,10 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     def __init__(self, num_features: int, eps: float, momentum: float):
         super().__init__(num_features, eps=eps, momentum=momentum)
+
+
+Sequential = nn.Sequential
+ModuleList = nn.ModuleList
 
 
 class Pool2d(nn.Module):

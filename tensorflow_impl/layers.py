@@ -223,3 +223,9 @@ class GlobalPool(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "kind": self.kind}
+
+
+FRAMEWORK_SPECIFIC = {
+    "BatchNorm2d.forward": "Keras updates the running variance with the biased batch variance, torch with the "
+                           "unbiased one: this call does what torch does; torch's own forward needs no override",
+}

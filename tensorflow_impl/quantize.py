@@ -13,6 +13,7 @@ The PyTorch twin, ``pytorch_impl/quantize.py``, does the same with pt2e and torc
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -68,55 +69,16 @@ def to_tflite(source, path: str | os.PathLike, mode: str, representative: np.nda
 # -- the same network as a functional model, in either Keras ---------------------------------------
 
 def build_functional(spec, K):
-    """The spec's ResNet as a functional model of built-in layers of Keras module ``K`` (keras or tf_keras).
-
-    Layer names are the canonical (PyTorch) paths, so weights copy in by name.
-    Padding is explicit (ZeroPadding2D), as in the subclassed twin.
-    """
-    if spec.task != "classification":
-        raise UnsupportedOpError(f"build_functional: rebuilds the classification ResNet only; task {spec.task!r} "
-                                 f"has no tf_keras functional twin, so tfmot cannot take it")
-    m = spec.model
-    for field in ("stem_pool", "head_pool"):
-        if getattr(m, field) == "l2" and (field == "head_pool" or m.stem == "imagenet"):
-            raise UnsupportedOpError(f"model.{field}='l2': L2 pooling has no built-in Keras layer, so "
-                                     f"tensorflow-model-optimization cannot quantize it; use 'max' or 'avg'")
-    L, eps, momentum = K.layers, m.bn_eps, 1.0 - m.bn_momentum
-
-    def conv_bn(x, name, bn_name, out, k, stride, pad):
-        if pad:
-            x = L.ZeroPadding2D(pad, name=f"{name}.pad")(x)
-        x = L.Conv2D(out, k, strides=stride, use_bias=False, name=name)(x)
-        return L.BatchNormalization(momentum=momentum, epsilon=eps, name=bn_name)(x)
-
-    inputs = K.Input(spec.input_shape, name="images")
-    stem_k, stem_s, stem_p = (7, 2, 3) if m.stem == "imagenet" else (3, 1, 1)
-    x = L.ReLU(name="relu")(conv_bn(inputs, "conv1", "bn1", m.stem_width, stem_k, stem_s, stem_p))
-    if m.stem == "imagenet":
-        # Zero padding equals torch's -inf padding here: the input is post-ReLU (>= 0).
-        x = L.ZeroPadding2D(1, name="stem_pool.pad")(x)
-        pool = L.MaxPooling2D if m.stem_pool == "max" else L.AveragePooling2D
-        x = pool(3, 2, name="stem_pool")(x)
-    channels, expansion = m.stem_width, m.expansion
-    for i, (depth, width) in enumerate(zip(m.depths, m.widths)):
-        for j in range(depth):
-            stride = 2 if i > 0 and j == 0 else 1
-            p = f"layer{i + 1}.{j}"
-            if m.block == "bottleneck":
-                out = L.ReLU()(conv_bn(x, f"{p}.conv1", f"{p}.bn1", width, 1, 1, 0))
-                out = L.ReLU()(conv_bn(out, f"{p}.conv2", f"{p}.bn2", width, 3, stride, 1))
-                out = conv_bn(out, f"{p}.conv3", f"{p}.bn3", width * expansion, 1, 1, 0)
-            else:
-                out = L.ReLU()(conv_bn(x, f"{p}.conv1", f"{p}.bn1", width, 3, stride, 1))
-                out = conv_bn(out, f"{p}.conv2", f"{p}.bn2", width, 3, 1, 1)
-            identity = x
-            if stride != 1 or channels != width * expansion:
-                identity = conv_bn(x, f"{p}.downsample.0", f"{p}.downsample.1", width * expansion, 1, stride, 0)
-            x = L.ReLU()(L.Add()([out, identity]))
-            channels = width * expansion
-    pooled = (L.GlobalMaxPooling2D if m.head_pool == "max" else L.GlobalAveragePooling2D)(name="head_pool")(x)
-    logits = L.Dense(m.num_classes, name="fc")(pooled)
-    return K.Model(inputs, logits, name="resnet_functional")
+    """The spec's model as a functional model of built-in layers of Keras module ``K`` (keras or tf_keras), as
+    its task's TensorFlow twin builds it (``build_functional`` of ``tensorflow_impl.<task>``; the classifier's
+    ResNet today). Layer names are the canonical (PyTorch) paths, so weights copy in by name."""
+    task = importlib.import_module(f"{__package__}.{spec.task}")
+    build = getattr(task, "build_functional", None)
+    if build is None:
+        raise UnsupportedOpError(f"build_functional: task {spec.task!r} has no tf_keras functional twin "
+                                 f"(tensorflow_impl/{spec.task} defines no build_functional), so tfmot cannot "
+                                 f"take it")
+    return build(spec, K)
 
 
 _FUNCTIONAL_PARAMS = {"Conv2D": ("conv", ["weight", "bias"]), "Dense": ("dense", ["weight", "bias"]),

@@ -10,6 +10,8 @@ import pytorch_impl  # noqa: F401
 import pytest
 import torch
 
+from .parity_mixin import data_of, spec_of, trained_weights, twins_of
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
@@ -29,6 +31,27 @@ def tiny_spec():
 
 @pytest.fixture(scope="session")
 def tiny_data(tiny_spec):
-    from shared.data import load
+    return data_of(tiny_spec)
 
-    return load(tiny_spec)
+
+@pytest.fixture
+def run(request):
+    """The registry model, (task, variant), a test module is about (its RUN; the parity mixin parametrises it):
+    the fixtures below load its twins, data and trained weights once per session (tests/parity_mixin.py)."""
+    return request.module.RUN
+
+
+@pytest.fixture
+def twins(run):
+    return twins_of(run[0])
+
+
+@pytest.fixture
+def data(run):
+    return data_of(spec_of(run))
+
+
+@pytest.fixture
+def trained(run):
+    """Canonical weights after the model's L5 training recipe (parity_mixin.RECIPES)."""
+    return trained_weights(*run)

@@ -1,4 +1,6 @@
-"""Classification twin parity: the shared mixin, plus every pooling kind and the bottleneck block."""
+"""Classification twins beyond the registry-driven tests (L1-L4 in tests/parity_mixin.py, bad images in
+tests/test_bad_input.py): every pooling kind and the bottleneck block, the L2 pool, the feature API, bad
+labels, and forward parity on a GPU."""
 
 from __future__ import annotations
 
@@ -7,20 +9,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from compare.frameworks import load_twins
 from compare.parity import forward_parity, gradient_parity
+from shared.data import InputError, check_labels
 from shared.specs import get_spec
 
-from .parity_mixin import TwinParityMixin
-
-
-class TestClassificationParity(TwinParityMixin):
-    task = "classification"
-
-
-@pytest.fixture(scope="module")
-def twins():
-    return load_twins("classification")
+RUN = ("classification", None)   # the registry model of this file: conftest's twins load it
 
 
 def _variant(**model_changes):
@@ -80,6 +73,15 @@ def test_feature_extraction_api(twins, tiny_spec, tiny_data):
         sizes = [(16, 16, 8), (8, 8, 16)]
         assert [out[f"features.{i}"].shape[1:] for i in range(2)] == sizes, fw
         assert out["logits"].shape == (3, 10)
+
+
+def test_bad_labels_rejected(twins, tiny_spec, tiny_data):
+    with pytest.raises(InputError, match=r"expected values in \[0, 10\); received range \[0, 12\]"):
+        check_labels(np.array([0, 12]), num_classes=10)
+    for fw, twin in twins.items():
+        with pytest.raises(InputError, match=r"expected 4 labels \(one per image\); received 3"):
+            twin.task.train_steps(twin.task.build_model(tiny_spec), tiny_spec, tiny_data.train.images[:4],
+                                  tiny_data.train.labels[:3], [np.arange(2)], tiny_spec.train)
 
 
 @pytest.mark.gpu

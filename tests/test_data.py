@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.data import batch_plan, load_classification, shape_mask
+from shared.data import batch_plan, shape_mask
+from shared.data.classification import load_classification
 from shared.specs.classification import SHAPE_CLASSES, ClassificationDataSpec
 
 

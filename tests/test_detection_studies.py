@@ -1,4 +1,4 @@
-"""The detection task's studies (compare.studies): scoring one band of occlusion at a time, the random
+"""The detection task's studies (compare/tasks/detection.py): scoring one band of occlusion at a time, the random
 erasing augmentation of both twins, the anchor table, and the variants registry they run under."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from compare.studies import VISIBLE_BANDS, StudyContext, anchor_study, occlusion_scores, studies_for
+from compare.studies import StudyContext, studies_for
+from compare.tasks.detection import VISIBLE_BANDS, anchor_study, occlusion_scores
 from shared.data.detection import detection_split, masks_to_boxes
 from shared.metrics.detection import coco_metrics
 from shared.specs import SpecError, get_spec, run_name, split_run_name
@@ -130,7 +131,6 @@ def test_a_variant_starts_from_the_trained_body_of_the_run_it_names(tmp_path):
                                        run_cache(tmp_path, "detection", "tiny").path("trained-torch.safetensors"))
     seeded = run.initial_model("torch").state_dict()
     for fw in ("torch", "tensorflow"):
-        run._initial = None
         tensors = twins[fw].bridge.export_weights(run.initial_model(fw))
         body = [k for k in tensors if k.startswith(run.spec.body_keys)]
         assert body and all(np.array_equal(tensors[k], trained[k]) for k in body), fw

@@ -72,8 +72,11 @@ def test_every_twin_module_pairs_up():
     pairs = codepair.module_pairs()
     assert {p.path for p in pairs} >= {"classification/model.py", "layers.py", "training.py", "export.py"}
     model = next(p for p in pairs if p.path == "classification/model.py")
-    public = {n: pair for n, pair in model.blocks.items() if not n.startswith("_")}
+    from tensorflow_impl.classification.model import FRAMEWORK_SPECIFIC  # declared: one framework has it
+
+    public = {n: pair for n, pair in model.blocks.items() if not n.startswith("_") and n not in FRAMEWORK_SPECIFIC}
     assert all(a is not None and b is not None for a, b in public.values()), public.keys()
+    assert model.blocks["build_functional"][0] is None and model.blocks["build_functional"][1] is not None
 
 
 def test_study_guide_file_is_current():
@@ -95,7 +98,7 @@ def test_store_round_trip(tmp_path):
     assert store.results_of(tmp_path / "h.sqlite", "r1")["run"]["id"] == "r1"
 
 
-# -- a second task through the same harness: detection (preview) ------------------------------------
+# -- a second task through the same harness: detection ------------------------------------------------
 
 def test_detection_metrics_go_through_the_twins_postprocess():
     import numpy as np
@@ -117,11 +120,19 @@ def test_detection_metrics_go_through_the_twins_postprocess():
     assert (packed[0, :len(split.labels[0]), 4] == split.labels[0]).all()
 
 
-def test_detection_is_runnable_by_name_but_not_in_the_default_report():
-    from shared.specs import check_task, ready_tasks
+def test_every_finished_task_is_in_the_default_report():
+    from compare.tasks import TaskPlugin, plugin
+    from shared.specs import RUNNABLE, TASKS, check_task, model_name, ready_tasks
 
-    assert check_task("detection").status == "preview"
-    assert "detection" not in ready_tasks() and "classification" in ready_tasks()
+    assert check_task("detection").status == "ready"
+    assert ready_tasks() == ["classification", "detection"]
+    assert (model_name("detection"), model_name("detection", "yolo"), model_name("classification")) == (
+        "ssd", "yolo", "resnet")
+    for name, entry in TASKS.items():  # every task with twins has a harness plug-in
+        if entry.status in RUNNABLE:
+            assert isinstance(plugin(name), TaskPlugin)
+    with pytest.raises(ValueError, match=r"no compare.tasks module for task 'ocr' \(expected compare/tasks/ocr.py with PLUGIN"):
+        plugin("ocr")
 
 
 def test_selected_rows_are_paired_by_box_not_by_slot():

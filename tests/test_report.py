@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from compare.backends import BACKENDS, QUANTIZED
-from compare.claims import CLAIMS
+from compare.claims import CLAIMS, all_claims
 
 ROOT = Path(__file__).resolve().parent.parent
 VERDICTS = {"supported", "refuted", "mixed", "not measurable here"}
@@ -28,9 +28,12 @@ def _twinvision(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
+    """One task's quick report through the command line (every ready task's is the slow test below's and CI's
+    nightly job's: docs/ARCHITECTURE.md, "Time budgets")."""
     base = tmp_path_factory.mktemp("report")
     out = base / "reports" / "latest"
-    proc = _twinvision("report", "--profile", "quick", "--out", str(out), "--cache", str(base / "cache"))
+    proc = _twinvision("report", "--profile", "quick", "--tasks", "classification", "--out", str(out), "--cache",
+                       str(base / "cache"))
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return out, proc.stdout
 
@@ -103,10 +106,29 @@ def test_report_writes_three_files_with_every_backend(quick_report):
     assert len(totals) == 1, totals
 
 
+def test_timing_table_puts_each_task_against_its_budget(quick_report):
+    out, _ = quick_report
+    results = json.loads((out / "results.json").read_text())
+    timing = results["timing"]
+    assert timing["cpu"] == results["run"]["host"]["cpu"] and timing["profile"] == "quick"
+    assert timing["budget"] == {"cold": 90.0, "warm": 90.0}
+    (row,) = timing["rows"]
+    assert row["task"] == "classification" and row["runs"] == ["classification"] and row["temperature"] == "cold"
+    assert {"data", "train", "parity", "export", "quantize", "speed"} <= set(timing["stages"])
+    # The stages add up to the task's time, which is this cold run's and is judged against the budget.
+    assert row["seconds"] == pytest.approx(sum(row["stages"].values())) and row["seconds"] > 0
+    assert row["cold_seconds"] == row["seconds"] and row["warm_seconds"] is None
+    assert row["within_budget"] == {"cold": row["seconds"] <= 90.0, "warm": None}
+    html = (out / "index.html").read_text()
+    assert 'id="timing"' in html and "cold &le; 90 s" in html
+    assert "## Time per task, against its budget" in (out / "report.md").read_text()
+
+
 def test_claims_are_all_graded(quick_report):
     out, _ = quick_report
     claims = json.loads((out / "results.json").read_text())["claims"]
-    assert [c["id"] for c in claims] == [c[0] for c in CLAIMS]
+    assert [c["id"] for c in claims] == [c[0] for c in all_claims()]
+    assert len(all_claims()) > len(CLAIMS)  # the tasks' own claims (answer 5's detectors) follow the generic ones
     for claim in claims:
         assert claim["verdict"] in VERDICTS and claim["evidence"]
     by_id = {c["id"]: c for c in claims}
@@ -257,7 +279,8 @@ def test_killed_report_resumes_without_retraining(tmp_path):
 def test_failing_backend_is_recorded_and_the_report_completes(tmp_path, monkeypatch):
     """A crashing backend, and empty representative data for the calibrated int8 quantizers: each failure is
     recorded with its cause and every other backend and variant completes."""
-    from compare import backends, pipeline
+    from compare import backends
+    from compare.stages import quantize as quantize_stage
     from compare.report import run_report
 
     real = backends.make_runner
@@ -268,7 +291,7 @@ def test_failing_backend_is_recorded_and_the_report_completes(tmp_path, monkeypa
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(backends, "make_runner", flaky)
-    monkeypatch.setitem(pipeline.COMPRESSION, "quick", {**pipeline.COMPRESSION["quick"], "calibration": 0})
+    monkeypatch.setitem(quantize_stage.COMPRESSION, "quick", {**quantize_stage.COMPRESSION["quick"], "calibration": 0})
     results = run_report(["classification"], "quick", tmp_path / "out", tmp_path / "cache", printer=lambda s: None)
     task = results["tasks"]["classification"]
     rows = {b["name"]: b for b in task["backends"]}
@@ -288,7 +311,7 @@ def test_failing_backend_is_recorded_and_the_report_completes(tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_detection_runs_through_the_same_harness(tmp_path):
+def test_detection_runs_through_the_same_harness(tmp_path):  # CI's nightly job: `make test-all`
     """A second task, with no per-task code in the harness: every backend runs it, scored with COCO mAP
     after each source framework's post-processing; what cannot be quantized is recorded, not dropped; the
     YOLO- and Faster R-CNN-style variants run as sections of their own, and the task's studies are filled."""

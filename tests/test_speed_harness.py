@@ -116,6 +116,6 @@ def test_a_latency_gap_inside_the_timing_noise_is_a_tie():
     noisy = [{"backend": b, "batch": 1, "p50_ms": ms, "cv": 0.2} for b, ms in
              (("tflite-fp32", 1.0), ("torch-compile", 1.3))]
     block = {"speed": noisy}
-    assert claims._beats(block, "torch-compile", "tflite-fp32", 1) is False  # 1.3x < 1 + 2 x 0.2
+    assert claims.beats(block, "torch-compile", "tflite-fp32", 1) is False  # 1.3x < 1 + 2 x 0.2
     block["speed"][1]["cv"] = block["speed"][0]["cv"] = 0.01
-    assert claims._beats(block, "torch-compile", "tflite-fp32", 1) is True
+    assert claims.beats(block, "torch-compile", "tflite-fp32", 1) is True

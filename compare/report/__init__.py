@@ -22,7 +22,8 @@ from .. import claims, codepair, store
 from ..env import run_info
 from ..pipeline import PROFILES, TaskRun, planned_steps, run_cache
 from ..progress import CostBook, Progress
-from ..workloads import PROFILE_WORKLOADS, run_workload, workload_cache
+from ..timing import timing_table
+from ..workloads import profile_workloads, run_workload, workload_cache
 from ..workloads import planned_steps as workload_steps
 from ..workloads import run_name as workload_run
 from ..speed import matmul_peak_gflops
@@ -62,15 +63,15 @@ def run_report(tasks: list[str] | None = None, profile: str = "standard", out: s
     printer(f"twinvision report: {', '.join(tasks)} ({profile} profile, {threads} threads, fp32 matmul peak "
             f"{results['run']['matmul_peak']['gflops']:.0f} GFLOP/s)")
     runs = [(task, variant) for task in tasks for variant in (None, *TASKS[task].variants)]
-    workloads = PROFILE_WORKLOADS[profile]
+    workloads = profile_workloads(profile)
     preset, budget = PROFILES[profile][0], PROFILES[profile][1]
     # Which runs start cold (nothing cached: training and exports to do), for the time-left estimate.
     temperatures = {run_name(t, v): "cold" if run_cache(cache, run_name(t, v), preset).fresh else "warm"
                     for t, v in runs}
     temperatures.update({workload_run(w): "cold" if workload_cache(cache, w).fresh else "warm" for w in workloads})
+    costs = CostBook(cache, profile)
     progress = Progress([s for t, v in runs for s in planned_steps(t, v, profile)]
-                        + [s for w in workloads for s in workload_steps(w)],
-                        CostBook(cache, profile), temperatures, printer=printer)
+                        + [s for w in workloads for s in workload_steps(w)], costs, temperatures, printer=printer)
     started = time.perf_counter()
     for task, variant in runs:
         name = run_name(task, variant)
@@ -90,6 +91,8 @@ def run_report(tasks: list[str] | None = None, profile: str = "standard", out: s
                 "backends": [], "parity": [], "size": []}
         write_atomic(out / "results.json", json.dumps(results, indent=1, default=str))
     progress.finish()
+    results["timing"] = timing_table(progress, costs.runs(), profile, results["run"]["host"]["cpu"], temperatures,
+                                     {workload_run(w) for w in workloads})
     code = code_evidence()
     results["code"] = code
     results["claims"] = claims.grade(results, code, {"gpu": results["run"]["gpu"]})

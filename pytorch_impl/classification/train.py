@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shared.data import ClassificationData, Split, batch_plan, check_labels, load_classification
-from shared.metrics import classification_metrics
+from shared.data import batch_plan, check_labels
+from shared.data.classification import ClassificationData, Split, load_classification
+from shared.metrics.classification import classification_metrics
 from shared.specs.base import TrainSpec
 from shared.specs.classification import ClassificationSpec
 

@@ -41,8 +41,9 @@ from shared.specs.faster_rcnn import MAX_GT_BOXES, RPN_BOX_CODER_WEIGHTS, RPN_OU
 
 from ..layers import Conv2d, Linear, ModuleList
 from ..ops import batched_nms, decode_boxes, encode_boxes, match_anchors, roi_align
-from .model import body_features, build_body, init_body
-from .postprocess import clip_to_image
+from .body import body_features, build_body, init_body
+from .select import clip_to_image
+from .targets import padded_targets
 
 
 class RPNHead(nn.Module):
@@ -242,14 +243,13 @@ def compute_loss(outputs: dict, targets, spec: DetectionSpec) -> dict[str, torch
     over the sampled positive anchors / sampled anchors; cross-entropy over the sampled RoIs (mean),
     smooth L1 of the true class's deltas over the positive RoIs / sampled RoIs; and their sum.
     """
-    from .loss import _padded_targets
-
+    
     objectness, rpn_deltas, proposals, roi_head = _check_training_outputs(outputs, spec)
     r = spec.rcnn
     batch, num_anchors = objectness.shape
     device = rpn_deltas.device
     anchors = torch.tensor(task_anchors(spec), dtype=rpn_deltas.dtype, device=device)
-    gt_boxes, gt_labels = _padded_targets(targets, spec, batch, rpn_deltas.device)
+    gt_boxes, gt_labels = padded_targets(targets, spec, batch, rpn_deltas.device)
     if gt_boxes.shape[1] > MAX_GT_BOXES:
         raise ValueError(f"targets: expected at most {MAX_GT_BOXES} boxes per image; received {gt_boxes.shape[1]}")
 

@@ -31,9 +31,9 @@ from shared.specs.detection import DetectionSpec
 from shared.yolo import yolo_slots
 
 from ..layers import Conv2d, ModuleList
-from .loss import _padded_targets
-from .model import body_features, build_body, init_body
-from .postprocess import select_per_class
+from .body import body_features, build_body, init_body
+from .select import select_per_class
+from .targets import padded_targets
 
 # Initial objectness probability of every slot (RetinaNet's prior, focal-loss paper section 4.1): with the
 # bias at logit(0.01) the many empty slots start near their target, so their summed loss does not swamp
@@ -191,7 +191,7 @@ def yolo_loss(outputs: dict[str, torch.Tensor], targets, spec: DetectionSpec) ->
     """
     objectness, cls_logits, box_regression = _check_outputs(outputs, spec)
     batch = objectness.shape[0]
-    boxes, labels = _padded_targets(targets, spec, batch, box_regression.device)          # [B, M, 4], [B, M]
+    boxes, labels = padded_targets(targets, spec, batch, box_regression.device)          # [B, M, 4], [B, M]
     boxes = boxes.to(box_regression.dtype)
     assigned = assign_targets(boxes, labels, spec)
     responsible = assigned["gt_index"] >= 0                                               # [B, A]

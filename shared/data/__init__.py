@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 
-from ..specs.classification import DATASET_CLASSES
-from .classification import ClassificationData, Split, load_classification
-from .detection import DetectionData, DetectionSplit, load_detection, pack_targets
+from .. import task_module
+
 from .shapes import render_shape_image, shape_mask
 from .validate import InputError, check_calibration, check_images, check_labels
 
@@ -17,13 +14,7 @@ def data_module(task: str):
     """The data module of ``task``: ``shared.data.<task>``, which every task provides with ``load(spec)`` (an
     object with ``train`` and ``test`` splits, NHWC float32 images) and ``training_targets(split, spec)``.
     A task plugs in by adding that module; nothing here names a task."""
-    try:
-        return importlib.import_module(f"{__name__}.{task}")
-    except ModuleNotFoundError as err:
-        if err.name != f"{__name__}.{task}":
-            raise
-        raise ValueError(f"no data module for task {task!r} (expected shared/data/{task}.py with load and "
-                         f"training_targets)") from None
+    return task_module(__name__, task, "load and training_targets")
 
 
 def load(spec):
@@ -32,7 +23,7 @@ def load(spec):
 
 
 def training_targets(split, spec) -> np.ndarray:
-    """A split's targets as one array that batch index arrays can slice (labels; packed boxes for detection)."""
+    """A split's targets as one array that batch index arrays can slice (the task's ``training_targets``)."""
     return data_module(spec.task).training_targets(split, spec)
 
 
@@ -49,6 +40,5 @@ def batch_plan(n: int, batch_size: int, epochs: int, seed: int) -> list[list[np.
     return plan
 
 
-__all__ = ["ClassificationData", "DATASET_CLASSES", "DetectionData", "DetectionSplit", "InputError", "Split", "batch_plan",
-           "check_calibration", "check_images", "check_labels", "load", "load_classification", "load_detection",
-           "pack_targets", "render_shape_image", "shape_mask", "data_module", "training_targets"]
+__all__ = ["InputError", "batch_plan", "check_calibration", "check_images", "check_labels", "data_module", "load",
+           "render_shape_image", "shape_mask", "training_targets"]

@@ -8,22 +8,14 @@ single decision). The functions below dispatch to it: a task plugs in by adding 
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
-from .classification import classification_metrics
-from .detection import coco_metrics
+from .. import task_module
 
 
 def metrics_module(task: str):
     """The metrics module of ``task`` (``shared.metrics.<task>``); a clear error for a task without one."""
-    try:
-        return importlib.import_module(f"{__name__}.{task}")
-    except ModuleNotFoundError as err:
-        if err.name != f"{__name__}.{task}":
-            raise
-        raise ValueError(f"no metrics for task {task!r} (expected shared/metrics/{task}.py with PRIMARY_METRIC, "
-                         f"evaluate and agreement)") from None
+    return task_module(__name__, task, "PRIMARY_METRIC, evaluate and agreement")
 
 
 def primary_metric(task: str) -> str:
@@ -34,7 +26,7 @@ def evaluate_outputs(spec, outputs: dict, split, postprocess: Callable | None = 
     """The task metrics of model ``outputs`` (numpy, NHWC) on ``split``: any task, any backend.
 
     postprocess: for tasks whose raw outputs need decoding before they can be
-    scored (detection: box decoding and NMS), the twin's ``postprocess(outputs,
+    scored (a detector's box decoding and NMS), the twin's ``postprocess(outputs,
     spec)``; the caller picks the framework, so a TF export is scored through
     TF's post-processing and a torch export through torch's.
     """
@@ -47,5 +39,4 @@ def agreement(a: dict, b: dict, spec) -> float | None:
     return metrics_module(spec.task).agreement(a, b, spec)
 
 
-__all__ = ["agreement", "classification_metrics", "coco_metrics", "evaluate_outputs", "metrics_module",
-           "primary_metric"]
+__all__ = ["agreement", "evaluate_outputs", "metrics_module", "primary_metric"]

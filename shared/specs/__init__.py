@@ -30,6 +30,7 @@ class TaskEntry:
         (``--tasks NAME``); ``planned`` while the task is on the roadmap only.
     seed_answers: the numbers of the seed answers whose claims it measures.
     presets: the main model's specs by preset (``tiny`` for tests, ``standard`` for the report).
+    model: the name of the main model (the report's headings; a variant's name is its key in ``variants``).
     variants: further models of the same task, each with its own presets (the detection task's
         YOLO- and Faster R-CNN-style detectors beside its SSD). The report runs each variant
         through training, parity, exports and the fp32 backends, as a section of its own
@@ -41,18 +42,17 @@ class TaskEntry:
     seed_answers: tuple[int, ...]
     status: str = "planned"
     presets: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    model: str = ""
     variants: dict[str, dict[str, Callable[[], Any]]] = field(default_factory=dict)
 
 
 TASKS: dict[str, TaskEntry] = {e.name: e for e in (
     TaskEntry("classification", "ResNet-style classifier and feature extractor; pooling variants", (1, 2, 16),
-              "ready", {"tiny": classification.tiny, "standard": classification.standard}),
+              "ready", {"tiny": classification.tiny, "standard": classification.standard}, "resnet"),
     TaskEntry("augmentation", "data augmentation ops and their ablation", (4,)),
     TaskEntry("transfer_learning", "pretrain, freeze and fine-tune across domains", (3, 18)),
-    # Preview: the twins meet their targets through the whole harness (`twinvision report --tasks detection`,
-    # 20 min cold); the default report adds detection once its quick profile fits beside classification's.
-    TaskEntry("detection", "anchors; SSD-, Faster R-CNN- and YOLO-style detectors", (5, 19, 23), "preview",
-              {"tiny": detection.tiny, "standard": detection.standard},
+    TaskEntry("detection", "anchors; SSD-, Faster R-CNN- and YOLO-style detectors", (5, 19, 23), "ready",
+              {"tiny": detection.tiny, "standard": detection.standard}, "ssd",
               {"yolo": {"tiny": detection.tiny_yolo, "standard": detection.standard_yolo},
                "faster_rcnn": {"tiny": detection.tiny_faster_rcnn, "standard": detection.standard_faster_rcnn}}),
     TaskEntry("semantic_segmentation", "FCN, U-Net and atrous / DeepLab-style segmentation", (7, 20)),
@@ -110,10 +110,15 @@ def split_run_name(name: str) -> tuple[str, str | None]:
     return task, variant or None
 
 
+def model_name(task: str, variant: str | None = None) -> str:
+    """The name of the model a run builds: the task's main model, or the variant's key."""
+    return variant if variant is not None else check_task(task).model
+
+
 def ready_tasks() -> list[str]:
     return [n for n, e in TASKS.items() if e.status == "ready"]
 
 
 __all__ = ["FRAMEWORKS", "PRESETS", "RUNNABLE", "STATUSES", "TASKS", "TaskEntry", "ParityTolerances", "SpecError",
-           "TrainSpec", "check_framework", "check_task", "get_spec", "ready_tasks", "run_name", "spec_key",
+           "TrainSpec", "check_framework", "check_task", "get_spec", "model_name", "ready_tasks", "run_name", "spec_key",
            "spec_to_dict", "split_run_name"]

@@ -117,17 +117,17 @@ class AnchorSpec:
         for i, stride in enumerate(self.strides):
             check_range("anchors", f"strides[{i}]", stride, 1, 1024, integer=True)
         levels = len(self.strides)
-        for field, lo, hi in (("sizes", 1.0, 4096.0), ("aspect_ratios", 0.05, 20.0)):
-            value = getattr(self, field)
+        for name, lo, hi in (("sizes", 1.0, 4096.0), ("aspect_ratios", 0.05, 20.0)):
+            value = getattr(self, name)
             if not isinstance(value, tuple) or len(value) != levels:
-                raise SpecError(f"anchors.{field}: expected a tuple with one tuple per level ({levels} levels, "
+                raise SpecError(f"anchors.{name}: expected a tuple with one tuple per level ({levels} levels, "
                                 f"as many as strides); received: {value!r}")
             for level, entries in enumerate(value):
                 if not isinstance(entries, tuple) or not entries:
-                    raise SpecError(f"anchors.{field}[{level}]: expected a non-empty tuple of numbers; "
+                    raise SpecError(f"anchors.{name}[{level}]: expected a non-empty tuple of numbers; "
                                     f"received: {entries!r}")
                 for j, v in enumerate(entries):
-                    check_range("anchors", f"{field}[{level}][{j}]", v, lo, hi)
+                    check_range("anchors", f"{name}[{level}][{j}]", v, lo, hi)
 
     @property
     def num_levels(self) -> int:

@@ -26,8 +26,9 @@ from shared.specs.faster_rcnn import MAX_GT_BOXES, RPN_BOX_CODER_WEIGHTS, RPN_OU
 
 from ..layers import Conv2d, Linear, ModuleList
 from ..ops import batched_nms, decode_boxes, encode_boxes, match_anchors, roi_align
-from .model import body_features, build_body
-from .postprocess import clip_to_image, per_image
+from .body import body_features, build_body
+from .select import clip_to_image, per_image
+from .targets import padded_targets
 
 
 class RPNHead(keras.layers.Layer):
@@ -248,13 +249,12 @@ def compute_loss(outputs: dict, targets, spec: DetectionSpec) -> dict:
     over the sampled positive anchors / sampled anchors; cross-entropy over the sampled RoIs (mean),
     smooth L1 of the true class's deltas over the positive RoIs / sampled RoIs; and their sum.
     """
-    from .loss import _padded_targets
-
+    
     objectness, rpn_deltas, proposals, roi_head = _check_training_outputs(outputs, spec)
     r = spec.rcnn
     batch, num_anchors = tf.shape(objectness)[0], objectness.shape[1]
     anchors = tf.constant(task_anchors(spec))
-    gt_boxes, gt_labels = _padded_targets(targets, spec, objectness.shape[0])
+    gt_boxes, gt_labels = padded_targets(targets, spec, objectness.shape[0])
     if gt_boxes.shape[1] is not None and gt_boxes.shape[1] > MAX_GT_BOXES:
         raise ValueError(f"targets: expected at most {MAX_GT_BOXES} boxes per image; received {gt_boxes.shape[1]}")
 

@@ -15,7 +15,8 @@ from shared.specs.detection import DetectionSpec
 from ..tensors import resolve_device
 from ..training import Trainer
 from .loss import compute_loss
-from .model import SSD, build_model, predict
+from .model import build_model, predict
+from .ssd import SSD
 from .postprocess import postprocess
 
 

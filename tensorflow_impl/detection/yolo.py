@@ -32,9 +32,9 @@ from shared.specs.detection import DetectionSpec, spec_from_dict
 from shared.yolo import yolo_slots
 
 from ..layers import Conv2d, ModuleList
-from .loss import _padded_targets
-from .model import body_features, build_body
-from .postprocess import per_image, select_per_class
+from .body import body_features, build_body
+from .select import per_image, select_per_class
+from .targets import padded_targets
 
 # Initial objectness probability of every slot (RetinaNet's prior, focal-loss paper section 4.1): with the
 # bias at logit(0.01) the many empty slots start near their target, so their summed loss does not swamp
@@ -225,7 +225,7 @@ def yolo_loss(outputs: dict, targets, spec: DetectionSpec) -> dict:
     YoloLossSpec states the terms); each summed over the batch and divided by its number of responsible slots.
     """
     objectness, cls_logits, box_regression = _check_outputs(outputs, spec)
-    boxes, labels = _padded_targets(targets, spec, objectness.shape[0])                   # [B, M, 4], [B, M]
+    boxes, labels = padded_targets(targets, spec, objectness.shape[0])                   # [B, M, 4], [B, M]
     boxes = tf.cast(boxes, box_regression.dtype)
     assigned = assign_targets(boxes, labels, spec)
     responsible = assigned["gt_index"] >= 0                                               # [B, A]

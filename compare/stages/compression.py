@@ -1,0 +1,66 @@
+"""Stage ``compression``: pruning (both frameworks) and weight clustering (tfmot), each fine-tuned from the
+reference weights: quality against measured sparsity, and the compressed size."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+from shared.metrics import primary_metric
+from shared.weights import load_file
+
+from .. import backends as B
+from ..size import artifact_bytes
+from . import RunContext
+from .quantize import COMPRESSION
+
+COMPRESSION_STEP = "compression: pruning and clustering"
+
+
+def compression(ctx: RunContext, reference: dict, data) -> None:
+    """``compression``: one row per variant (and the fp32 baselines), failures recorded per variant."""
+    ctx.step("compression", COMPRESSION_STEP)
+    from pytorch_impl import bridge
+    from pytorch_impl import quantize as PQ
+    from tensorflow_impl import quantize as TQ
+
+    from ..quantization import kernel_sparsity, tflite_kernel_sparsity
+
+    cfg, spec, keys = COMPRESSION[ctx.profile], ctx.spec, tuple(ctx.spec.output_keys)
+    tensors = ctx.twins["torch"].bridge.export_weights(reference["torch"])
+    lr = spec.train.lr * 0.02
+    rows = ctx.result.setdefault("compression", [])
+    metric = primary_metric(spec.task)
+
+    def tflite(filename, make):
+        path = ctx.cache.path(filename) if make is None else ctx.cache.artifact(filename, make)[0]
+        return path, B.tflite_runner(filename, path, ctx.threads, keys).predict(data.test.images, batch=32)
+
+    def torch_pruned(model, sparsity):
+        path = bridge.save_weights(model, ctx.cache.path(f"torch-pruned-{int(sparsity * 100)}.safetensors"))
+        return path, B.module_runner("torch-pruned", model.eval(), keys).predict(data.test.images, batch=32)
+
+    jobs = [("tflite-fp32", "tensorflow", {"sparsity": 0.0}, lambda: tflite("model-fp32.tflite", None)),
+            ("torch-fp32", "torch", {"sparsity": 0.0}, lambda: torch_pruned(reference["torch"], 0.0))]
+    for s in cfg["sparsities"]:
+        jobs.append((f"tflite-pruned-{int(s * 100)}", "tensorflow", {"sparsity": s}, lambda s=s: tflite(
+            f"model-pruned-{int(s * 100)}.tflite", lambda p: TQ.prune(tensors, spec, data.train, s, cfg["steps"], lr,
+                                                                      p))))
+        jobs.append((f"torch-pruned-{int(s * 100)}", "torch", {"sparsity": s}, lambda s=s: torch_pruned(
+            PQ.prune(reference["torch"], spec, data.train, s, cfg["steps"], lr), s)))
+    jobs.append((f"tflite-clustered-{cfg['clusters']}", "tensorflow", {"clusters": cfg["clusters"]}, lambda: tflite(
+        f"model-clustered-{cfg['clusters']}.tflite", lambda p: TQ.cluster(tensors, spec, data.train, cfg["clusters"],
+                                                                          cfg["steps"], cfg["cluster_lr"], p))))
+    for variant, framework, setting, job in jobs:
+        try:
+            path, outputs = job()
+            measured = (tflite_kernel_sparsity(path) if str(path).endswith(".tflite")
+                        else kernel_sparsity(load_file(path)))
+            rows.append({"variant": variant, "framework": framework, **setting, "measured_sparsity": measured,
+                         "metric": metric, "quality": ctx.evaluate(outputs, data.test, framework)[metric],
+                         "bytes": artifact_bytes(path), "gzip_bytes": len(gzip.compress(Path(path).read_bytes()))})
+        except Exception as err:  # noqa: BLE001
+            ctx.fail(f"compression {variant}", err)
+
+
+__all__ = ["COMPRESSION_STEP", "compression"]

@@ -1,0 +1,47 @@
+"""The harness plug-ins of the tasks: what the compare harness needs from a task beyond its twins.
+
+Each runnable task has a module here, ``compare/tasks/<task>.py``, that defines ``PLUGIN``, a
+``TaskPlugin``. The generic harness (pipeline, studies, claims, parity, workloads, the study guide) asks
+``plugin(task)`` and never names a task itself; a new task adds its module and nothing here changes
+(docs/ARCHITECTURE.md, "Adding a task").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from shared import task_module
+
+
+@dataclass(frozen=True)
+class TaskPlugin:
+    """studies: the task's ``compare.studies.Study`` list (run after its models are trained).
+    claims: the claims of its seed answers, ``(id, seed answers, text, judge)`` as compare.claims grades them.
+    compare_postprocessed: for a task with a post-processing step (the twins' ``postprocess``), the L5
+        comparison of two backends' post-processed outputs of the same images:
+        ``(spec, name_a, a, name_b, b, what, min_score) -> [parity entries]``; None where outputs are final.
+    served_min_score: the score from which the report compares served (post-processed) outputs of the trained
+        model across backends, well above the post-processing's own cut, where float noise between backends
+        can move an output across it.
+    workloads: reference workloads built on this task's twins, ``{name: spec builder}`` (compare.workloads
+        times them through every backend).
+    """
+
+    studies: tuple[Any, ...] = ()
+    claims: tuple[tuple[str, str, str, Callable], ...] = ()
+    compare_postprocessed: Callable | None = None
+    served_min_score: float = 0.0
+    workloads: dict[str, Callable] = field(default_factory=dict)
+
+
+def plugin(task: str) -> TaskPlugin:
+    """The ``PLUGIN`` of ``compare.tasks.<task>``; a clear error for a task without one."""
+    module = task_module(__name__, task, "PLUGIN = TaskPlugin(...)")
+    found = getattr(module, "PLUGIN", None)
+    if not isinstance(found, TaskPlugin):
+        raise TypeError(f"compare/tasks/{task}.py: expected PLUGIN to be a TaskPlugin; received {found!r}")
+    return found
+
+
+__all__ = ["TaskPlugin", "plugin"]
