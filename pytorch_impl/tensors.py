@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shared.data.validate import check_images
+from shared.data.validate import InputError, check_images
 
 
 def resolve_device(name: str = "cpu") -> torch.device:
@@ -19,10 +19,22 @@ def resolve_device(name: str = "cpu") -> torch.device:
     return torch.device(name)
 
 
-def to_native(images: np.ndarray, *, channels: int | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
-    """[N, H, W, C] float32 numpy -> [N, C, H, W] torch tensor, after validating it."""
-    images = check_images(images, channels=channels)
+def to_native(images: np.ndarray, *, channels: int | None = None, size: tuple[int, int] | None = None,
+              device: str | torch.device = "cpu") -> torch.Tensor:
+    """[N, H, W, C] float32 numpy -> [N, C, H, W] torch tensor, after validating it (``check_images``)."""
+    images = check_images(images, channels=channels, size=size)
+    device = resolve_device(device) if isinstance(device, str) else device
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
+
+
+def check_native(x: torch.Tensor, channels: int, size: tuple[int, int] | None = None) -> None:
+    """A batch handed to a model directly (no ``predict``) must be NCHW with ``channels`` channels (and
+    spatial ``size`` when the model has one): a clear error instead of a convolution's shape mismatch."""
+    expected = (channels, *size) if size else (channels,)
+    if x.ndim != 4 or tuple(x.shape[1:1 + len(expected)]) != expected:
+        h, w = size or ("H", "W")
+        raise InputError(f"images: expected a native batch of shape [N, {channels}, {h}, {w}] (NCHW); received "
+                         f"shape {list(x.shape)}")
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from shared.data.validate import check_images
+from shared.data.validate import InputError, check_images
 
 
 def resolve_device(name: str = "cpu") -> str:
@@ -22,11 +22,24 @@ def resolve_device(name: str = "cpu") -> str:
     return "/CPU:0"
 
 
-def to_native(images: np.ndarray, *, channels: int | None = None, device: str = "cpu") -> tf.Tensor:
-    """[N, H, W, C] float32 numpy -> [N, H, W, C] tf tensor, after validating it."""
-    images = check_images(images, channels=channels)
+def to_native(images: np.ndarray, *, channels: int | None = None, size: tuple[int, int] | None = None,
+              device: str = "cpu") -> tf.Tensor:
+    """[N, H, W, C] float32 numpy -> [N, H, W, C] tf tensor, after validating it (``check_images``)."""
+    images = check_images(images, channels=channels, size=size)
     with tf.device(resolve_device(device)):
         return tf.convert_to_tensor(images)
+
+
+def check_native(x, channels: int, size: tuple[int, int] | None = None) -> None:
+    """A batch handed to a model directly (no ``predict``) must be NHWC with ``channels`` channels (and
+    spatial ``size`` when the model has one): a clear error instead of a convolution's shape mismatch.
+    Unknown dimensions (None, while Keras traces) pass."""
+    shape = tuple(x.shape)
+    expected = (*size, channels) if size else (None, None, channels)
+    if len(shape) != 4 or any(d is not None and e is not None and d != e for d, e in zip(shape[1:], expected)):
+        h, w = size or ("H", "W")
+        raise InputError(f"images: expected a native batch of shape [N, {h}, {w}, {channels}] (NHWC); received "
+                         f"shape {list(shape)}")
 
 
 def to_numpy(tensor) -> np.ndarray:

@@ -15,9 +15,8 @@ from shared.specs import FRAMEWORKS, run_name
 from .parity_mixin import RUNS, spec_of, twins_of
 
 # Checks a model does not pass yet: strict expected failures, so the fix shows up as one to delete here.
-GAPS = {("classification", "size"): "the classification twins take images of any size (global pooling)",
-        ("classification", "native"): "the classification models do not check the layout of a native batch",
-        ("torch", "device"): "torch predict hands the device name to Tensor.to, not to tensors.resolve_device"}
+# Keys: (task or framework, check), as in _cases(check). None today.
+GAPS: dict[tuple[str, str], str] = {}
 
 
 def _cases(check: str | None = None) -> list:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from compare.quantization import kernel_sparsity, onnx_static_int8, tflite_kernel_sparsity
-from shared.cpu import int8_setting
+from shared.cpu import cpu_info, int8_setting
 from shared.data.validate import InputError
 
 pytestmark = pytest.mark.export
@@ -147,7 +147,8 @@ def test_saturation_bound_rejects_a_float_model(tiny_spec, trained, tmp_path):
 @pytest.mark.parametrize("kernels", ["vnni", "no-vnni"])
 def test_torch_int8_lowers_to_onednn_int8_kernels_with_the_same_predictions(kernels, tiny_spec, tiny_data, trained):
     """The backend runs the graph lowered to oneDNN's int8 convolutions, not float convolutions between quantize
-    steps; on this CPU it agrees with the reference graph to int8 rounding, with either weight range."""
+    steps, and agrees with the reference graph to int8 rounding wherever the weight range is exact on this CPU:
+    7-bit weights on any x86-64, full-range ones only with VNNI (shared/cpu.py)."""
     import torch
 
     from pytorch_impl import quantize as PQ
@@ -162,7 +163,15 @@ def test_torch_int8_lowers_to_onednn_int8_kernels_with_the_same_predictions(kern
     with torch.no_grad():
         got = lowered(to_native(images))["logits"].numpy()
     want = _torch_logits(q, images)
-    assert np.abs(got - want).mean() <= 0.25 * np.abs(want - trained[2][:64]).mean()
+    gap, int8_error = np.abs(got - want).mean(), np.abs(want - trained[2][:64]).mean()
+    print(f"{kernels} on {cpu_info().describe()}: lowered vs reference int8 mean {gap:.3g}; int8 vs fp32 "
+          f"{int8_error:.3g}; top-1 agreement {_agreement(got, want):.3f}")
+    if kernels == "vnni" and not cpu_info().vnni:
+        # Full-range weights on a CPU without VNNI: oneDNN's u8 x s8 pairs saturate int16 (on an AVX2 EPYC:
+        # 2.6 times the int8 error, 94% top-1 agreement). The harness never builds this model here:
+        assert int8_setting("auto").name == "no-vnni"
+        return
+    assert gap <= 0.25 * int8_error
     assert _agreement(got, want) >= 0.98
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from shared.specs.classification import ClassificationSpec, ResNetSpec
 
 from ..layers import BatchNorm2d, Conv2d, GlobalPool, Linear, Pool2d, ReLU, Sequential
-from ..tensors import to_native, to_numpy
+from ..tensors import check_native, to_native, to_numpy
 
 
 class BasicBlock(nn.Module):
@@ -78,12 +78,14 @@ def _shortcut(in_channels: int, out_channels: int, stride: int, spec: ResNetSpec
 class ResNet(nn.Module):
     """Stem, ``len(depths)`` stages named ``layer1``..., global pool, ``fc``.
 
-    Input: images [N, C, H, W] float32. ``forward`` returns ``{"logits": [N, classes]}``.
+    Input: images [N, C, H, W] float32. ``forward`` returns ``{"logits": [N, classes]}``. ``input_size``
+    (H, W): the size the model serves, checked by ``forward`` and ``predict`` (global pooling would take any
+    size); None for a backbone inside a larger model, which checks its own input.
     """
 
-    def __init__(self, spec: ResNetSpec):
+    def __init__(self, spec: ResNetSpec, input_size: tuple[int, int] | None = None):
         super().__init__()
-        self.spec = spec
+        self.spec, self.input_size = spec, None if input_size is None else tuple(input_size)
         block = Bottleneck if spec.block == "bottleneck" else BasicBlock
         eps, mom = spec.bn_eps, spec.bn_momentum
         if spec.stem == "imagenet":
@@ -131,11 +133,12 @@ class ResNet(nn.Module):
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        check_native(x, self.spec.in_channels, self.input_size)
         return {"logits": self.forward_head(self.forward_features(x)[-1])}
 
 
 def build_model(spec: ClassificationSpec) -> ResNet:
-    return ResNet(spec.model)
+    return ResNet(spec.model, spec.input_shape[:2])
 
 
 def predict(model: ResNet, images: np.ndarray, *, with_features: bool = False, batch_size: int = 256,
@@ -145,7 +148,7 @@ def predict(model: ResNet, images: np.ndarray, *, with_features: bool = False, b
     Returns ``{"logits": [N, classes]}`` and, with ``with_features``, every
     stage's map as ``features.<i>``: [N, H_i, W_i, C_i].
     """
-    x_all = to_native(images, channels=model.spec.in_channels, device=device)
+    x_all = to_native(images, channels=model.spec.in_channels, size=model.input_size, device=device)
     model.eval()
     chunks: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode():

@@ -8,17 +8,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from shared.data.validate import InputError
 from shared.specs.detection import DetectionSpec
 
 from ..classification.model import ResNet
 from ..layers import BatchNorm2d, Conv2d, ModuleList, ReLU, Sequential
+from ..tensors import check_native
 
-def _check_input(x: torch.Tensor, spec: DetectionSpec) -> None:
-    h, w, c = spec.input_shape
-    if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
-        raise InputError(f"images: expected a native batch of shape [N, {c}, {h}, {w}] (NCHW); received shape "
-                         f"{list(x.shape)}")
 
 def build_body(model: nn.Module, spec: DetectionSpec) -> list[int]:
     """Give ``model`` the part every detector here shares, as attributes with the canonical names:
@@ -51,9 +46,11 @@ def init_body(model: nn.Module) -> None:
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+
 def body_features(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """The feature map of every anchor level, [N, C_l, H_l, W_l], fine to coarse (after the necks)."""
-    _check_input(x, model.spec)
+    h, w, c = model.spec.input_shape
+    check_native(x, c, (h, w))
     features = model.backbone.forward_features(x)
     y = features[-1]
     for extra in model.extras:

@@ -20,7 +20,7 @@ import tensorflow as tf
 from shared.specs.classification import ClassificationSpec, ResNetSpec
 
 from ..layers import BatchNorm2d, Conv2d, GlobalPool, Linear, Pool2d, ReLU, Sequential
-from ..tensors import resolve_device, to_native, to_numpy
+from ..tensors import check_native, resolve_device, to_native, to_numpy
 
 # torchvision's ResNet initialisation (He normal, fan_out), as pytorch_impl's _init_weights.
 HE_FAN_OUT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
@@ -87,12 +87,14 @@ def _shortcut(in_channels: int, out_channels: int, stride: int, spec: ResNetSpec
 class ResNet(keras.Model):
     """Stem, ``len(depths)`` stages named ``layer1``..., global pool, ``fc``.
 
-    Input: images [N, H, W, C] float32. ``call`` returns ``{"logits": [N, classes]}``.
+    Input: images [N, H, W, C] float32. ``call`` returns ``{"logits": [N, classes]}``. ``input_size``
+    (H, W): the size the model serves, checked by ``call`` and ``predict`` (global pooling would take any
+    size); None for a backbone inside a larger model, which checks its own input.
     """
 
-    def __init__(self, spec: ResNetSpec, **kwargs):
+    def __init__(self, spec: ResNetSpec, input_size: tuple[int, int] | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.spec = spec
+        self.spec, self.input_size = spec, None if input_size is None else tuple(input_size)
         block = Bottleneck if spec.block == "bottleneck" else BasicBlock
         eps, mom = spec.bn_eps, spec.bn_momentum
         if spec.stem == "imagenet":
@@ -135,20 +137,21 @@ class ResNet(keras.Model):
         return x if pre_logits else self.fc(x)
 
     def call(self, x, training=False):
+        check_native(x, self.spec.in_channels, self.input_size)
         return {"logits": self.forward_head(self.forward_features(x, training=training)[-1])}
 
     def get_config(self):
         # The spec is the whole architecture: saving it lets `.keras` files rebuild the model in safe mode.
-        return {"name": self.name, "spec": dataclasses.asdict(self.spec)}
+        return {"name": self.name, "spec": dataclasses.asdict(self.spec), "input_size": self.input_size}
 
     @classmethod
     def from_config(cls, config):
         spec = {k: tuple(v) if isinstance(v, list) else v for k, v in config["spec"].items()}
-        return cls(ResNetSpec(**spec), name=config.get("name", "resnet"))
+        return cls(ResNetSpec(**spec), config.get("input_size"), name=config.get("name", "resnet"))
 
 
 def build_model(spec: ClassificationSpec) -> ResNet:
-    model = ResNet(spec.model, name="resnet")
+    model = ResNet(spec.model, spec.input_shape[:2], name="resnet")
     model(keras.ops.zeros((1, *spec.input_shape)))  # create the variables now (Keras builds lazily)
     return model
 
@@ -160,7 +163,7 @@ def predict(model: ResNet, images: np.ndarray, *, with_features: bool = False, b
     Returns ``{"logits": [N, classes]}`` and, with ``with_features``, every
     stage's map as ``features.<i>``: [N, H_i, W_i, C_i].
     """
-    x_all = to_native(images, channels=model.spec.in_channels, device=device)
+    x_all = to_native(images, channels=model.spec.in_channels, size=model.input_size, device=device)
     forward = _inference_fn(model, with_features)
     chunks: dict[str, list[np.ndarray]] = {}
     with tf.device(resolve_device(device)):

@@ -7,18 +7,12 @@ from __future__ import annotations
 
 import keras
 
-from shared.data.validate import InputError
 from shared.specs.detection import DetectionSpec
 
 from ..classification.model import HE_FAN_OUT, ResNet
 from ..layers import BatchNorm2d, Conv2d, ModuleList, ReLU, Sequential
+from ..tensors import check_native
 
-def _check_input(x, spec: DetectionSpec) -> None:
-    h, w, c = spec.input_shape
-    shape = tuple(x.shape)
-    if len(shape) != 4 or any(d is not None and d != e for d, e in zip(shape[1:], (h, w, c))):
-        raise InputError(f"images: expected a native batch of shape [N, {h}, {w}, {c}] (NHWC); received shape "
-                         f"{list(shape)}")
 
 def build_body(model: keras.Layer, spec: DetectionSpec) -> list[int]:
     """Give ``model`` the part every detector here shares, as attributes with the canonical names:
@@ -50,9 +44,11 @@ def build_body(model: keras.Layer, spec: DetectionSpec) -> list[int]:
         in_channels = [m.head_width] * len(in_channels)
     return in_channels
 
+
 def body_features(model: keras.Layer, x, training=False) -> list:
     """The feature map of every anchor level, [N, H_l, W_l, C_l], fine to coarse (after the necks)."""
-    _check_input(x, model.spec)
+    h, w, c = model.spec.input_shape
+    check_native(x, c, (h, w))
     features = model.backbone.forward_features(x, training=training)
     y = features[-1]
     for extra in model.extras:
