@@ -43,6 +43,9 @@ def problems(results: dict, baseline: dict | None = None, threshold: float = 0.2
         for row in task.get("backends", []):
             if row.get("status") not in ("ok", "skipped"):
                 found.append(f"{name}: backend {row['name']} failed: {row.get('error', '')}")
+        for row in task.get("compression", []):
+            if row.get("status") == "failed":
+                found.append(f"{name}: compression {row['variant']} failed: {row.get('error', '')}")
         if baseline is not None:
             before = {(r["backend"], r["batch"]): r["p50_ms"]
                       for r in (baseline.get(section) or {}).get(name, {}).get("speed", [])}

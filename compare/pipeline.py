@@ -44,15 +44,16 @@ PROFILES = {
 def planned_steps(task: str, variant: str | None = None, profile: str = "standard") -> list[Step]:
     """Every step a run of ``task`` (or its ``variant``) takes, in order, as the progress line names them.
 
-    A variant run has no quantize or compression step and no quantized backends; a model that cannot be
-    exported whole (``spec.export_limit``) runs on the native backends only."""
+    A variant run has no training-speed probe (its twins train with the main model's loop), no quantize or
+    compression step and no quantized backends; a model that cannot be exported whole
+    (``spec.export_limit``) runs on the native backends only."""
     name, batches = run_name(task, variant), PROFILES[profile][2]
     limited = getattr(get_spec(task, "tiny", variant), "export_limit", None)
     fp32 = list(B.NATIVE if limited else B.BACKENDS)
     quantized = [] if variant is not None else list(B.QUANTIZED)
     steps = [("data", "data"), *[("train", f"train {fw}") for fw in FRAMEWORKS],
-             ("training speed", train_stage.TRAINING_SPEED_STEP), ("parity", parity_stage.PARITY_STEP),
-             ("export", "export artifacts")]
+             *([("training speed", train_stage.TRAINING_SPEED_STEP)] if variant is None else []),
+             ("parity", parity_stage.PARITY_STEP), ("export", "export artifacts")]
     if variant is None:
         steps.append(("quantize", quantize_stage.QUANTIZE_STEP))
     steps += [("quality", f"{b}: quality and parity batch") for b in fp32]
@@ -94,8 +95,9 @@ class TaskRun:
     """One run (a task's main model, or with ``variant`` one of ``TaskEntry.variants``) through the stages;
     ``run()`` returns its entry of results.json (docs/ARCHITECTURE.md, "Results schema").
 
-    A variant's run covers training, parity, exports and the fp32 backends; the quantization and
-    compression stages belong to the task's main model.
+    A variant's run covers training, parity, exports and the fp32 backends; the training-speed probe (each
+    twin's loop against its framework's bare step: the same loop for every model of a task), quantization
+    and compression belong to the task's main model.
     """
 
     def __init__(self, task: str, profile: str, cache_root: Path, threads: int, progress: Progress,
@@ -147,7 +149,8 @@ class TaskRun:
         ctx.step("data", "data")
         data = task_data(ctx.spec)
         models = train_stage.train(ctx, data, self.init)
-        train_stage.training_speed_probe(ctx, data, self.init)
+        if main_model:
+            train_stage.training_speed_probe(ctx, data, self.init)
         parity_stage.parity_levels(ctx)
         if REFERENCE not in models:
             ctx.result["status"] = "failed"

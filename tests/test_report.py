@@ -85,6 +85,7 @@ def test_report_writes_three_files_with_every_backend(quick_report):
         assert name == "torch-int8-dynamic" or row["size_ratio"] == row["bytes"] / row["fp32_bytes"] > 0, row
     compression = {r["variant"]: r for r in task["compression"]}
     assert {"tflite-pruned-50", "torch-pruned-50", "tflite-clustered-16"} <= set(compression)
+    assert all(r["status"] == "ok" for r in compression.values()), compression
     for name in ("tflite-pruned-50", "torch-pruned-50"):
         assert abs(compression[name]["measured_sparsity"] - 0.5) < 0.02
         assert compression[name]["gzip_bytes"] < compression[name]["bytes"]
@@ -180,6 +181,12 @@ def test_check_catches_p50_regressions_and_failed_exports():
     broken = copy.deepcopy(base)
     broken["tasks"]["c"]["exports"][0].update(status="failed", error="boom")
     assert any("export pt2 failed" in p for p in problems(broken))
+    # A compression variant skipped for a declared toolkit limit passes the gate; a failed one does not.
+    compressed = copy.deepcopy(base)
+    compressed["tasks"]["c"]["compression"] = [{"variant": "tflite-pruned-50", "status": "skipped", "reason": "r"}]
+    assert problems(compressed) == []
+    compressed["tasks"]["c"]["compression"][0].update(status="failed", error="boom")
+    assert any("compression tflite-pruned-50 failed: boom" in p for p in problems(compressed))
 
 
 def test_check_gates_the_reference_workloads_like_a_task():
@@ -336,6 +343,10 @@ def test_detection_runs_through_the_same_harness(tmp_path):  # CI's nightly job:
     assert {r["metric"] for r in task["quantization"]} == {"map50"}
     qat = rows["tflite-int8-qat"]  # tfmot rebuilds the classifier only: a declared limit, recorded as skipped
     assert qat["status"] == "skipped" and "no tf_keras functional twin" in qat["reason"]
+    compression = {r["variant"]: r for r in task["compression"]}  # the same limit for pruning and clustering
+    assert all(r["status"] == "skipped" for n, r in compression.items() if n.startswith("tflite-") and n != "tflite-fp32")
+    assert all(r["status"] == "ok" for n, r in compression.items() if n.startswith("torch-") or n == "tflite-fp32")
+    assert not [e for e in task["errors"] if "compression" in e], task["errors"]
     # TFLite int8 of the SSD runs (the TF max pool pads with the input's minimum, not -inf), and the ORT int8
     # file of the TF export keeps its quality.
     others = [b for b in QUANTIZED if b != "tflite-int8-qat"]
