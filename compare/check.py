@@ -10,6 +10,9 @@ SCHEMA = "twinvision.results/1"
 
 def load_results(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"results file {str(path)!r} is a folder; expected a results.json file (the report writes "
+                         f"one into its --out folder)")
     if not path.is_file():
         raise FileNotFoundError(f"results file {str(path)!r} does not exist")
     try:

@@ -28,6 +28,44 @@ SCHEMA = "twinvision.results/1"
 DEFAULT_HOME = Path(".twinvision")
 
 
+def _count(text: str) -> int:
+    """An option that counts something (threads, steps, rows): a positive integer, checked before any work."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; received {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """A relative threshold such as 0.25 (25%): a positive finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number such as 0.25 (25%); received {text!r}")
+    return value
+
+
+def _writable_folder(path: Path, option: str) -> Path:
+    """Create ``path`` (and its parents) now, before any work, so a bad ``--out`` or ``--cache`` fails in a
+    second with its reason instead of after minutes of training."""
+    if path.exists() and not path.is_dir():
+        raise SpecError(f"{option} {str(path)!r}: expected a folder; received an existing file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".twinvision-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise SpecError(f"{option} {str(path)!r}: expected a folder this user can write; "
+                        f"{err.strerror or err}") from None
+    return path
+
+
 def _cmd_tasks(args) -> int:
     width = max(len(n) for n in TASKS)
     for name, entry in TASKS.items():
@@ -101,6 +139,8 @@ def _cmd_report(args) -> int:
     tasks = args.tasks or None
     for task in tasks or []:
         check_task(task)
+    _writable_folder(args.out, "--out")
+    _writable_folder(args.cache, "--cache")
     from .report import run_report
 
     results = run_report(tasks, args.profile, args.out, args.cache, args.threads)
@@ -137,8 +177,6 @@ def _cmd_profile(args) -> int:
     """Where a bare training step's time goes, per operation type, on this CPU."""
     check_task(args.task)
     check_framework(args.framework)
-    if args.steps < 1 or args.top < 1:
-        raise SpecError(f"--steps and --top: expected positive counts; received {args.steps} and {args.top}")
     from shared import data as D
 
     from . import backends as B
@@ -203,9 +241,15 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_history(args) -> int:
-    from .store import runs
+    from .store import StoreError, runs
 
-    rows = runs(args.store, args.limit)
+    if args.store.is_dir():
+        raise SpecError(f"--store {str(args.store)!r}: expected the history file (history.sqlite); received a folder")
+    try:
+        rows = runs(args.store, args.limit)
+    except StoreError as err:
+        print(f"twinvision history: error: {err}", file=sys.stderr)
+        return 2
     if not rows:
         print(f"no runs recorded in {args.store}")
         return 0
@@ -213,9 +257,11 @@ def _cmd_history(args) -> int:
         print(f"{r['id']}  {r['started']}  {r['profile']:<8} {r['status']:<6} parity {r['parity_ok']}/"
               f"{r['parity_total']}  {r['out_dir']}")
         for task, figures in r["summary"].items():
-            quality = ", ".join(f"{fw} {m.get('accuracy', float('nan')):.3f}" for fw, m in figures["quality"].items()
-                                if m)
-            print(f"    {task}: {figures['status']}, fastest at batch 1: {figures['fastest_b1']}; accuracy {quality}")
+            metric = figures.get("metric", "accuracy")
+            quality = ", ".join(f"{fw} {m[metric]:.3f}" for fw, m in figures["quality"].items()
+                                if m and m.get(metric) is not None)
+            print(f"    {task}: {figures['status']}, fastest at batch 1: {figures['fastest_b1']}; {metric} "
+                  f"{quality or '-'}")
     return 0
 
 
@@ -252,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quick: tiny models, short timings (minutes); standard: the trained report models")
     p.add_argument("--out", type=Path, default=Path("reports/latest"))
     p.add_argument("--cache", type=Path, default=DEFAULT_HOME / "cache", help="trained weights and exports")
-    p.add_argument("--threads", type=int, help="threads for every backend (default: all cores)")
+    p.add_argument("--threads", type=_count, help="threads for every backend (default: all cores)")
     p.set_defaults(func=_cmd_report)
 
     for name, func, text in (("bench", _cmd_bench, "speed and size of every backend for one task"),
@@ -261,27 +307,27 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--task", required=True, help=f"one of {sorted(TASKS)}")
         p.add_argument("--profile", default="standard", choices=("quick", "standard"))
         p.add_argument("--cache", type=Path, default=DEFAULT_HOME / "cache")
-        p.add_argument("--threads", type=int)
+        p.add_argument("--threads", type=_count)
         p.set_defaults(func=func)
 
     p = sub.add_parser("profile", help="where a training step's time goes, per operation, in one framework")
     p.add_argument("--task", required=True, help=f"one of {sorted(TASKS)}")
     p.add_argument("--framework", required=True, help=f"one of {list(FRAMEWORKS)}")
     p.add_argument("--preset", default="standard", choices=PRESETS)
-    p.add_argument("--steps", type=int, default=10, help="profiled training steps (after two untimed ones)")
-    p.add_argument("--top", type=int, default=12, help="operation types to print")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--steps", type=_count, default=10, help="profiled training steps (after two untimed ones)")
+    p.add_argument("--top", type=_count, default=12, help="operation types to print")
+    p.add_argument("--threads", type=_count)
     p.set_defaults(func=_cmd_profile)
 
     p = sub.add_parser("check", help="CI gate on a results.json: non-zero exit on any breach")
     p.add_argument("--results", type=Path, default=Path("reports/latest/results.json"))
     p.add_argument("--baseline", type=Path, help="an earlier results.json to compare p50 latencies with")
-    p.add_argument("--threshold", type=float, default=0.25, help="allowed p50 slow-down against the baseline")
+    p.add_argument("--threshold", type=_fraction, default=0.25, help="allowed p50 slow-down against the baseline")
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("history", help="earlier runs from the local store")
     p.add_argument("--store", type=Path, default=Path("reports/history.sqlite"))
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=_count, default=20)
     p.set_defaults(func=_cmd_history)
 
     p = sub.add_parser("guide", help="the study guide: each seed question -> paired code and report section")

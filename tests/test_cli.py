@@ -78,9 +78,50 @@ def test_profile_names_where_a_training_step_goes(framework, conv, capsys):
     assert all(float(line.split()[-2]) >= 0 for line in rows)
 
 
-def test_profile_rejects_bad_counts(capsys):
-    assert cli.main(["profile", "--task", "classification", "--framework", "torch", "--steps", "0"]) == 2
-    assert "--steps and --top: expected positive counts" in capsys.readouterr().err
+@pytest.mark.parametrize("argv,message", [
+    (["profile", "--task", "classification", "--framework", "torch", "--steps", "0"],
+     "argument --steps: expected a positive integer; received '0'"),
+    (["report", "--threads", "0"], "argument --threads: expected a positive integer; received '0'"),
+    (["report", "--threads", "-3"], "argument --threads: expected a positive integer; received '-3'"),
+    (["bench", "--task", "classification", "--threads", "two"], "expected a positive integer; received 'two'"),
+    (["history", "--limit", "0"], "argument --limit: expected a positive integer"),
+    (["check", "--threshold", "-5"], "argument --threshold: expected a positive number such as 0.25"),
+    (["check", "--threshold", "nan"], "argument --threshold: expected a positive number such as 0.25"),
+])
+def test_bad_option_values_stop_before_any_work(argv, message, capsys):
+    """argparse refuses them (exit 2, one usage line and the reason), before a task is loaded."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_report_output_folders_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
+    from compare import report
+
+    monkeypatch.setattr(report, "run_report", lambda *a, **k: pytest.fail("the report started"))
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    assert cli.main(["report", "--out", str(a_file)]) == 2
+    assert f"--out {str(a_file)!r}: expected a folder; received an existing file" in capsys.readouterr().err
+    assert cli.main(["report", "--out", str(tmp_path / "ok"), "--cache", str(a_file / "cache")]) == 2
+    assert f"--cache {str(a_file / 'cache')!r}: expected a folder this user can write" in capsys.readouterr().err
+    assert cli.main(["report", "--tasks", "nope", "--out", str(tmp_path / "never")]) == 2
+    assert not (tmp_path / "never").exists()  # the task name is checked first: nothing is created
+
+
+def test_check_names_a_folder_and_history_a_damaged_store(tmp_path, capsys):
+    assert cli.main(["check", "--results", str(tmp_path)]) == 2
+    assert "is a folder; expected a results.json file" in capsys.readouterr().err
+    store = tmp_path / "history.sqlite"
+    store.write_bytes(b"not a database, " * 100)
+    assert cli.main(["history", "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a TwinVision history database" in err and "left as it is" in err
+    assert store.read_bytes() == b"not a database, " * 100  # never overwritten
+    assert cli.main(["history", "--store", str(tmp_path)]) == 2
+    assert "expected the history file" in capsys.readouterr().err
 
 
 @pytest.mark.export

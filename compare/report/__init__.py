@@ -101,7 +101,10 @@ def run_report(tasks: list[str] | None = None, profile: str = "standard", out: s
     from .render import render
 
     render(results, out)
-    store.append(out.parent / "history.sqlite", results, out)
+    try:
+        store.append(out.parent / "history.sqlite", results, out)
+    except store.StoreError as err:  # the report is written; a damaged history file is left for the user
+        printer(f"history not recorded: {err}")
     printer(f"wrote {out / 'index.html'}, {out / 'report.md'}, {out / 'results.json'} "
             f"in {results['run']['seconds'] / 60:.1f} min")
     return results
