@@ -80,7 +80,13 @@ def entries() -> list[dict]:
         for t in tasks:
             if TASKS[t].status in RUNNABLE:
                 sections += [f"task-{run_name(t, v)}" for v in TASKS[t].variants]
-                sections += [f"study-{t}-{s.name}" for s in studies_for(t, None) if number in s.seed_answers]
+                # A study's section in the first run that has it (the boxes picture runs on every detector).
+                shown = set()
+                for v in (None, *TASKS[t].variants):
+                    for s in studies_for(t, v):
+                        if number in s.seed_answers and s.name not in shown:
+                            shown.add(s.name)
+                            sections.append(f"study-{run_name(t, v)}-{s.name}")
         notes = []
         if number in HARNESS:
             section, what = HARNESS[number]

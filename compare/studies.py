@@ -1,8 +1,8 @@
 """Studies: what a task measures beyond the harness's common steps, with the seed's claims they grade.
 
 A task's plug-in (compare/tasks/<task>.py, ``TaskPlugin.studies``) lists its studies. Each is a function ``study(ctx) -> dict`` that the harness
-calls after the task's models are trained (``StudyContext``); ``Study.variants`` says whether it also
-runs for the task's variants (``TaskEntry.variants``). A study returns::
+calls after the task's models are trained (``StudyContext``); ``Study.runs`` says on which of the task's
+runs: its main model, some of its variants (``TaskEntry.variants``) or every one. A study returns::
 
     {"title", "text",                             # what it measures and how
      "columns", "rows",                           # its table
@@ -48,14 +48,22 @@ class Study:
     run: Callable[[StudyContext], dict]
     name: str
     seed_answers: tuple[int, ...]
-    variants: bool = False  # also for the task's variants (each with its own spec and models)
+    # The runs it belongs to: None is the task's main model, a string one of its variants; EVERY_RUN: all of
+    # them (each with its own spec and models).
+    runs: tuple[str | None, ...] | str = (None,)
+
+    def runs_on(self, variant: str | None) -> bool:
+        return self.runs == EVERY_RUN or variant in self.runs
+
+
+EVERY_RUN = "every run"
 
 
 def studies_for(task: str, variant: str | None) -> list[Study]:
     """The studies a run of ``task`` (or its ``variant``) runs: its plug-in's (compare/tasks/<task>.py)."""
     from .tasks import plugin
 
-    return [s for s in plugin(task).studies if variant is None or s.variants]
+    return [s for s in plugin(task).studies if s.runs_on(variant)]
 
 
-__all__ = ["MIXED", "REFUTED", "SUPPORTED", "Study", "StudyContext", "studies_for"]
+__all__ = ["EVERY_RUN", "MIXED", "REFUTED", "SUPPORTED", "Study", "StudyContext", "studies_for"]

@@ -353,6 +353,8 @@ def test_detection_runs_through_the_same_harness(tmp_path):  # CI's nightly job:
     assert all(rows[b]["status"] == "ok" for b in others), {b: rows[b].get("error") for b in others}
     assert rows["onnxruntime-int8-from-tensorflow"]["quality"]["map50"] > 0.5 * rows["tensorflow"]["quality"]["map50"]
     studies = {s["name"]: s for s in task["studies"]}
+    assert set(studies) == {"boxes", "anchors"}
+    studies.update({s["name"]: s for s in results["tasks"]["detection.yolo"]["studies"]})
     assert set(studies) == {"boxes", "anchors", "occlusion"}
     assert len(studies["occlusion"]["rows"]) == 2 * 2 * 4  # frameworks x (plain, random erasing) x bands
     assert all(v["verdict"] in VERDICTS for s in studies.values() for v in s["verdicts"])
