@@ -10,6 +10,8 @@
     twinvision check  [--results PATH] [--baseline PATH]   non-zero exit on a breach
     twinvision history                                earlier runs from the local store
     twinvision guide  [--write PATH]                  the study guide (30 questions -> code and report)
+
+``twinvision --verbose <command>`` keeps TensorFlow's and CUDA's start-up log lines on stderr.
 """
 
 from __future__ import annotations
@@ -234,9 +236,11 @@ def _cmd_check(args) -> int:
         for line in found:
             print(f"  - {line}")
         return 1
+    pending = (results.get("run") or {}).get("pending") or []
     print(f"twinvision check: ok ({len(results['tasks'])} task(s), {len(workloads)} reference workload(s), "
           f"{n_parity} parity checks"
-          + (f", no p50 regression beyond {args.threshold:.0%} against {args.baseline}" if baseline else "") + ")")
+          + (f", no p50 regression beyond {args.threshold:.0%} against {args.baseline}" if baseline else "") + ")"
+          + (f"; a partial report: {len(pending)} run(s) still pending ({', '.join(pending)})" if pending else ""))
     return 0
 
 
@@ -281,6 +285,8 @@ def _cmd_guide(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twinvision", description="PyTorch and TensorFlow twins, compared.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep TensorFlow's and CUDA's start-up log lines (hidden by default: compare/logs.py)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("tasks", help="list tasks and their status").set_defaults(func=_cmd_tasks)
 
@@ -346,7 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (``argv`` None: ``sys.argv``, with framework start-up logs filtered unless
+    ``--verbose``); callers in this process pass ``argv`` and keep their stderr as it is."""
     args = build_parser().parse_args(argv)
+    if argv is None and not args.verbose:
+        from .logs import quiet_framework_logs
+
+        quiet_framework_logs()
     try:
         return args.func(args)
     except SpecError as err:

@@ -135,3 +135,21 @@ def test_export_command_writes_every_artifact(tmp_path, capsys):
     from pathlib import Path
 
     assert all(Path(p).exists() for p in paths.values())
+
+
+def test_framework_start_up_logs_are_filtered_and_everything_else_passes():
+    """TensorFlow's C++ log lines (absl prefix) are dropped from stderr; the command's own lines, a
+    traceback and an unknown C++ error are not."""
+    from compare.logs import is_noise
+
+    assert is_noise(b"I0000 00:00:1796099685.337760   15455 cudart_stub.cc:31] Could not find cuda drivers\n")
+    assert is_noise(b"W0000 00:00:1796099685.1   15455 cpu_feature_guard.cc:227] This TensorFlow binary\n")
+    assert is_noise(b"E0000 00:00:1796096763.172291   10778 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n")
+    assert is_noise(b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+    assert not is_noise(b"E0000 00:00:1.0   1 op_kernel.cc:9] OOM when allocating tensor\n")
+    assert not is_noise(b"twinvision: error: unknown task 'nope'\n") and not is_noise(b"Traceback (most recent...\n")
+    code = ("from compare.logs import quiet_framework_logs; quiet_framework_logs(); import tensorflow as tf; "
+            "tf.config.list_physical_devices('GPU'); import sys; print('own line', file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "own line" in proc.stderr, proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if is_noise(line.encode() + b"\n")], proc.stderr

@@ -1,8 +1,10 @@
 """``twinvision report``: every task through the harness, into results.json, report.md and index.html.
 
-Results are written after each task (atomically), so an interrupted run keeps
-what it finished, and trained models and exports come from the cache on the
-next run.
+Results and pages are written after each run (atomically): a user reads the
+first task's results minutes after starting, the page names what is still
+running and the time it should take, and an interrupted run leaves a valid
+report of what it finished; trained models and exports come from the cache on
+the next run.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..workloads import profile_workloads, run_workload, workload_cache
 from ..workloads import planned_steps as workload_steps
 from ..workloads import run_name as workload_run
 from ..speed import matmul_peak_gflops
+from .render import render
 
 SCHEMA = "twinvision.results/1"
 
@@ -73,6 +76,22 @@ def run_report(tasks: list[str] | None = None, profile: str = "standard", out: s
     progress = Progress([s for t, v in runs for s in planned_steps(t, v, profile)]
                         + [s for w in workloads for s in workload_steps(w)], costs, temperatures, printer=printer)
     started = time.perf_counter()
+    code = code_evidence()
+    pending = [run_name(t, v) for t, v in runs] + [workload_run(w) for w in workloads]
+
+    def publish() -> None:
+        """results.json, index.html and report.md of what has finished, written atomically after every run:
+        a user reads the first task minutes after starting, and a killed run leaves a valid report."""
+        results["timing"] = timing_table(progress, costs.runs(), profile, results["run"]["host"]["cpu"],
+                                         temperatures, {workload_run(w) for w in workloads})
+        results["code"] = code
+        results["claims"] = claims.grade(results, code, {"gpu": results["run"]["gpu"]})
+        results["run"]["seconds"] = time.perf_counter() - started
+        results["run"]["pending"] = list(pending)
+        results["run"]["seconds_left"] = progress.left()[0] if pending else 0.0
+        write_atomic(out / "results.json", json.dumps(results, indent=1, default=str))
+        render(results, out)
+
     for task, variant in runs:
         name = run_name(task, variant)
         try:
@@ -81,7 +100,9 @@ def run_report(tasks: list[str] | None = None, profile: str = "standard", out: s
             results["tasks"][name] = {"status": "failed", "errors": [f"{type(err).__name__}: {err}"],
                                       "tracebacks": [traceback.format_exc(limit=8)], "parity": [], "speed": [],
                                       "size": [], "quality": {}, "task": task, "variant": variant}
-        write_atomic(out / "results.json", json.dumps(results, indent=1, default=str))
+        pending.remove(name)
+        if pending:
+            publish()
     for workload in workloads:
         try:
             results.setdefault("workloads", {})[workload] = run_workload(workload, cache, threads, budget, progress)
@@ -89,18 +110,11 @@ def run_report(tasks: list[str] | None = None, profile: str = "standard", out: s
             results.setdefault("workloads", {})[workload] = {"model": workload, "errors": [
                 f"{type(err).__name__}: {err}"], "tracebacks": [traceback.format_exc(limit=8)], "speed": [],
                 "backends": [], "parity": [], "size": []}
-        write_atomic(out / "results.json", json.dumps(results, indent=1, default=str))
+        pending.remove(workload_run(workload))
+        if pending:
+            publish()
     progress.finish()
-    results["timing"] = timing_table(progress, costs.runs(), profile, results["run"]["host"]["cpu"], temperatures,
-                                     {workload_run(w) for w in workloads})
-    code = code_evidence()
-    results["code"] = code
-    results["claims"] = claims.grade(results, code, {"gpu": results["run"]["gpu"]})
-    results["run"]["seconds"] = time.perf_counter() - started
-    write_atomic(out / "results.json", json.dumps(results, indent=1, default=str))
-    from .render import render
-
-    render(results, out)
+    publish()  # complete: the last step's time, now closed, in the timing table
     try:
         store.append(out.parent / "history.sqlite", results, out)
     except store.StoreError as err:  # the report is written; a damaged history file is left for the user

@@ -37,18 +37,21 @@ def compression(ctx: RunContext, reference: dict, data) -> None:
         path = ctx.cache.path(filename) if make is None else ctx.cache.artifact(filename, make)[0]
         return path, B.tflite_runner(filename, path, ctx.threads, keys).predict(data.test.images, batch=32)
 
-    def torch_pruned(model, sparsity):
-        path = bridge.save_weights(model, ctx.cache.path(f"torch-pruned-{int(sparsity * 100)}.safetensors"))
+    def torch_pruned(sparsity, prune):
+        """The pruned weights, fine-tuned once and cached as safetensors (as the TFLite files are)."""
+        path, _ = ctx.cache.artifact(f"torch-pruned-{int(sparsity * 100)}.safetensors",
+                                     lambda p: bridge.save_weights(prune(), p))
+        model = bridge.load_weights(ctx.twins["torch"].task.build_model(spec), path)
         return path, B.module_runner("torch-pruned", model.eval(), keys).predict(data.test.images, batch=32)
 
     jobs = [("tflite-fp32", "tensorflow", {"sparsity": 0.0}, lambda: tflite("model-fp32.tflite", None)),
-            ("torch-fp32", "torch", {"sparsity": 0.0}, lambda: torch_pruned(reference["torch"], 0.0))]
+            ("torch-fp32", "torch", {"sparsity": 0.0}, lambda: torch_pruned(0.0, lambda: reference["torch"]))]
     for s in cfg["sparsities"]:
         jobs.append((f"tflite-pruned-{int(s * 100)}", "tensorflow", {"sparsity": s}, lambda s=s: tflite(
             f"model-pruned-{int(s * 100)}.tflite", lambda p: TQ.prune(tensors, spec, data.train, s, cfg["steps"], lr,
                                                                       p))))
         jobs.append((f"torch-pruned-{int(s * 100)}", "torch", {"sparsity": s}, lambda s=s: torch_pruned(
-            PQ.prune(reference["torch"], spec, data.train, s, cfg["steps"], lr), s)))
+            s, lambda: PQ.prune(reference["torch"], spec, data.train, s, cfg["steps"], lr))))
     jobs.append((f"tflite-clustered-{cfg['clusters']}", "tensorflow", {"clusters": cfg["clusters"]}, lambda: tflite(
         f"model-clustered-{cfg['clusters']}.tflite", lambda p: TQ.cluster(tensors, spec, data.train, cfg["clusters"],
                                                                           cfg["steps"], cfg["cluster_lr"], p))))
