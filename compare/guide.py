@@ -51,7 +51,7 @@ QUESTIONS = {
 
 # Answers grounded by the harness itself rather than one task: report section and what to read.
 HARNESS = {
-    11: ("claims", "the quantization claims; each task's quantization table (#quantization-TASK): TFLite fp16 / "
+    11: ("claims", "the quantization claims; the quantization table in each task's section: TFLite fp16 / "
                    "dynamic / int8 / QAT, torch pt2e int8 / QAT, ONNX Runtime int8; pytorch_impl/quantize.py "
                    "beside tensorflow_impl/quantize.py"),
     13: ("claims", "the claims table and every backend's speed, size and parity"),
@@ -97,6 +97,18 @@ def entries() -> list[dict]:
         rows.append({"number": number, "question": question, "tasks": tasks, "files": files,
                      "sections": sections, "notes": notes, "status": status})
     return rows
+
+
+def section_label(anchor: str) -> str:
+    """A report anchor in words: ``task-detection.yolo`` -> ``detection.yolo``, ``study-detection.yolo-occlusion``
+    -> ``detection.yolo: occlusion study``, ``claims`` -> ``claims``."""
+    kind, _, rest = anchor.partition("-")
+    if kind == "task" and rest:
+        return rest
+    if kind == "study" and rest:
+        run, _, study = rest.rpartition("-")
+        return f"{run}: {study} study"
+    return anchor.replace("-", " ")
 
 
 def markdown() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -150,7 +151,14 @@ def test_html_has_every_section_and_markdown_tables(quick_report):
     assert 'id="quantization-classification"' in html
     assert "pytorch_impl/classification/model.py" in html and "tensorflow_impl/classification/model.py" in html
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # self-contained
+    # No placeholder reaches a reader: visible text (tags, styles and scripts removed) has no None, nan or
+    # TASK, no empty table header, and the study guide names its sections in words.
+    visible = re.sub(r"<(style|script|pre)[^>]*>.*?</\1>|<[^>]+>", " ", html, flags=re.S)  # code panels too
+    for placeholder in (r"\bNone\b", r"\bnan\b", r"\bTASK\b"):
+        assert not re.search(placeholder, visible), re.search(rf".{{80}}{placeholder}.{{80}}", visible, re.S)
+    assert "<th></th>" not in html and ">classification: <" not in html
     md = (out / "report.md").read_text()
+    assert not re.search(r"\bNone\b|&#39;", md)
     assert "| tflite-fp32 |" in md and "## Claims" in md
     for plot in ("latency", "size", "parity", "training", "quantization"):
         assert (out / "plots" / f"classification-{plot}.svg").is_file()

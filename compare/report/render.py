@@ -89,7 +89,7 @@ def code_view() -> list[dict]:
 
 
 def render(results: dict, out: str | Path) -> None:
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
+    from jinja2 import Environment, FileSystemLoader
     from pygments.formatters import HtmlFormatter
 
     out = Path(out)
@@ -103,9 +103,11 @@ def render(results: dict, out: str | Path) -> None:
                          "images": study_images(task, name, out),
                          "plot_files": {k: f"plots/{name}-{k}.svg" for k in svgs},
                          "parity_summary": summarize(task.get("parity", [])) if task.get("parity") else []})
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
+    # HTML escaping for the page only: report.md is Markdown, where an apostrophe is no "&#39;".
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=lambda name: bool(name) and ".html" in name,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["human"] = human
+    env.filters["section_label"] = guide.section_label
     env.filters["g"] = lambda v, digits=3: "-" if v is None else f"{v:.{digits}g}"
     env.filters["f4"] = lambda v: "-" if v is None else f"{v:.4f}"  # None: a metric with nothing to measure
     context = {"results": results, "sections": sections, "claims": results.get("claims", []),
