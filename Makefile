@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PIP) install --quiet --disable-pip-version-check -c $(CONSTRAINTS) \
 	    tensorflow==2.21.0 keras==3.15.1 tf-keras==2.21.0 keras-cv==0.9.0 \
 	    tensorflow-model-optimization==0.8.1 tf2onnx==1.17.0 onnx==1.23.2 onnxruntime==1.32.0 \
-	    onnxscript==0.7.2 ai-edge-litert==2.3.0 torchao==0.18.0 protobuf==7.36.2 numpy==2.4.6 pytest==9.2.0
+	    onnxscript==0.7.2 ai-edge-litert==2.3.0 torchao==0.18.0 protobuf==7.36.2 numpy==2.4.6 pytest==9.2.0 \
+	    jsonschema==4.26.0
 	$(PIP) install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e .
 	$(PIP) check
 	touch $(STAMP)

@@ -123,20 +123,22 @@ def _quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
-def matmul_peak_gflops(threads: int, n: int = 1024, seconds: float = 1.0) -> dict:
-    """The machine's fp32 matrix-multiply rate (torch.mm, the BLAS both frameworks' convs end up near)."""
+def matmul_peak_gflops(threads: int, sizes: tuple[int, ...] = (256, 512, 1024)) -> dict:
+    """The machine's fp32 matrix-multiply rate (torch.mm, the BLAS both frameworks' convs end up near), timed
+    the way the report times a model (``time_call``: the same warm-up, grouped samples, p50), so that a
+    model's GFLOP/s (its FLOPs over its p50) and this rate are read on one scale; the best size counts."""
     import torch
 
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        torch.mm(a, b)
-    best, start = float("inf"), time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        t = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t)
-    return {"gflops": 2 * n**3 / best / 1e9, "n": n, "library": f"torch.mm {torch.__version__}", "threads": threads}
+    rates = {}
+    with torch.inference_mode():
+        for n in sizes:
+            a, b = torch.randn(n, n), torch.randn(n, n)
+            timing = time_call(lambda pair: torch.mm(*pair), (a, b), QUICK)
+            rates[n] = 2 * n**3 / (timing["p50_ms"] / 1e3) / 1e9
+    n = max(rates, key=rates.get)
+    return {"gflops": rates[n], "n": n, "by_size": {str(k): v for k, v in rates.items()},
+            "library": f"torch.mm {torch.__version__}", "threads": threads, "statistic": "p50"}
 
 
 def model_flops(model, spec) -> int:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from compare import cli
+from compare import check, cli
 
 
 def test_tasks_lists_every_task(capsys):
@@ -41,6 +41,7 @@ def test_parity_json_holds_all_levels_all_ok(tmp_path):
     assert {e["what"].split("/")[0] for e in entries} >= {"forward", "loss", "gradients", "training", "onnx"}
     assert all(set(e) >= {"a", "b", "what", "max_abs", "tol", "ok"} and e["ok"] for e in entries)
     assert results["run"]["host"]["cores"] and results["run"]["versions"]["torch"]
+    check.validate(results)  # the results schema (compare/schema/results.schema.json)
 
 
 def test_parity_breach_exits_non_zero(monkeypatch, tmp_path, capsys):
@@ -50,7 +51,9 @@ def test_parity_breach_exits_non_zero(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(parity, "run_parity", lambda *a, **k: [bad])
     assert cli.main(["parity", "--task", "classification", "--json", str(tmp_path / "r.json")]) == 1
     assert "BREACH torch vs tensorflow forward/logits (classification)" in capsys.readouterr().err
-    assert json.loads((tmp_path / "r.json").read_text())["tasks"]["classification"]["status"] == "failed"
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["tasks"]["classification"]["status"] == "failed"
+    check.validate(results)
 
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])

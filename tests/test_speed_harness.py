@@ -100,14 +100,19 @@ def _speed(rows):
 def test_speed_claim_says_where_its_verdict_changes_with_model_size():
     compiled_wins = _speed([("tensorflow-eager", 1, 10.0), ("tensorflow", 1, 2.0), ("torch", 1, 4.0),
                             ("torch-compile", 1, 1.0)])
-    no_gain = _speed([("tensorflow-eager", 1, 150.0), ("tensorflow", 1, 50.0), ("torch", 1, 60.0),
-                      ("torch-compile", 1, 66.0)])
+    no_gain = _speed([("tensorflow-eager", 1, 150.0), ("tensorflow", 1, 180.0), ("torch", 1, 60.0),
+                      ("torch-compile", 1, 80.0)])
     results = {"tasks": {"classification": {"speed": compiled_wins, "flops_per_image": 1e6}},
                "workloads": {"resnet50": {"speed": no_gain, "flops_per_image": 8.2e9, "image_size": 224}}}
     verdict, evidence = claims.static_graph(results, {}, {})
     assert verdict == claims.MIXED
-    assert "task model: supported; ResNet-size: refuted (the verdict changes with model size)" in evidence
-    assert "resnet50@224, 8.2 GFLOP/image" in evidence
+    assert evidence[0] == "task model: supported; ResNet-size: refuted (the verdict changes with model size)"
+    assert "resnet50@224: 8.2 GFLOP/image" in evidence[1]
+    # A compiled form inside the noise of eager is a tie, and a tie beside a win is mixed, not supported.
+    tie = _speed([("tensorflow-eager", 1, 150.0), ("tensorflow", 1, 50.0), ("torch", 1, 60.0),
+                  ("torch-compile", 1, 58.0)])
+    verdict, evidence = claims.static_graph({"tasks": {"m": {"speed": tie}}}, {}, {})
+    assert verdict == claims.MIXED and evidence[-1].endswith(": tie"), evidence
     only_small = {"tasks": results["tasks"]}
     assert claims.static_graph(only_small, {}, {})[0] == claims.SUPPORTED
 
@@ -119,3 +124,26 @@ def test_a_latency_gap_inside_the_timing_noise_is_a_tie():
     assert claims.beats(block, "torch-compile", "tflite-fp32", 1) is False  # 1.3x < 1 + 2 x 0.2
     block["speed"][1]["cv"] = block["speed"][0]["cv"] = 0.01
     assert claims.beats(block, "torch-compile", "tflite-fp32", 1) is True
+    assert claims.faster(block, "tflite-fp32", "torch-compile", 1) == -1  # the reverse beyond the noise
+
+
+def test_verdicts_from_points_follow_the_tie_rule():
+    assert claims.verdict_from([1, 1]) == claims.SUPPORTED
+    assert claims.verdict_from([0, 0]) == claims.TIE
+    assert claims.verdict_from([-1, 0]) == claims.REFUTED  # never holds beyond the noise, the reverse somewhere
+    assert claims.verdict_from([1, 0]) == claims.MIXED and claims.verdict_from([1, -1]) == claims.MIXED
+    assert claims.verdict_from([]) == claims.NOT_MEASURABLE
+
+
+def test_production_claim_is_a_tie_when_sizes_and_latencies_are_within_noise():
+    """The issue's example: 1,237,452 B against 1,245,268 B (0.6%) and a batch-1 latency with CV 0.71."""
+    speed = [{"backend": "tflite-fp32", "batch": 1, "p50_ms": 0.30, "cv": 0.71},
+             {"backend": "onnxruntime-from-torch", "batch": 1, "p50_ms": 0.40, "cv": 0.02}]
+    size = [{"artifact": "onnx-from-tensorflow", "bytes": 1_237_452, "framework": "tensorflow"},
+            {"artifact": "onnx-from-torch", "bytes": 1_245_268, "framework": "torch"}]
+    exports = [{"artifact": "tflite-fp32", "framework": "tensorflow", "status": "ok"}]
+    results = {"tasks": {"classification": {"speed": speed, "size": size, "exports": exports}}}
+    verdict, evidence = claims.tf_production(results, {}, {})
+    assert verdict == claims.TIE, evidence
+    assert any("= 0.994" in line and line.endswith(": tie") for line in evidence), evidence
+    assert any("differs beyond 2.42x" in line for line in evidence), evidence  # 1 + 2 x 0.71

@@ -20,7 +20,7 @@ from shared.specs import TASKS, ready_tasks, run_name
 from shared.weights import write_atomic
 
 from .. import backends as B
-from .. import claims, codepair, store
+from .. import claims, codepair, store, summary
 from ..env import run_info
 from ..pipeline import PROFILES, TaskRun, planned_steps, run_cache
 from ..progress import CostBook, Progress
@@ -41,12 +41,12 @@ def gpu_name() -> str | None:
 
 
 def code_evidence() -> dict:
-    summary = codepair.summary()
-    by_path = {m["path"]: m for m in summary["modules"]}
-    summary["trainer_loc"] = codepair.function_loc("training.py", "Trainer")
-    summary["training_loc"] = by_path.get("training.py", {}).get("loc", {})
-    summary["export_loc"] = by_path.get("export.py", {}).get("loc", {})
-    return summary
+    evidence = codepair.summary()
+    by_path = {m["path"]: m for m in evidence["modules"]}
+    evidence["trainer_loc"] = codepair.function_loc("training.py", "Trainer")
+    evidence["training_loc"] = by_path.get("training.py", {}).get("loc", {})
+    evidence["export_loc"] = by_path.get("export.py", {}).get("loc", {})
+    return evidence
 
 
 def run_report(tasks: list[str] | None = None, profile: str = "standard", out: str | Path = "reports/latest",
@@ -86,6 +86,7 @@ def run_report(tasks: list[str] | None = None, profile: str = "standard", out: s
                                          temperatures, {workload_run(w) for w in workloads})
         results["code"] = code
         results["claims"] = claims.grade(results, code, {"gpu": results["run"]["gpu"]})
+        results["summary"] = summary.summarize(results)
         results["run"]["seconds"] = time.perf_counter() - started
         results["run"]["pending"] = list(pending)
         results["run"]["seconds_left"] = progress.left()[0] if pending else 0.0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import textwrap
 
 import numpy as np
+from matplotlib.patches import Patch
 
 COLORS = {"torch": "#ee4c2c", "tensorflow": "#ff8f00"}
 FAMILY = {"torch": "#ee4c2c", "torch-compile": "#b3341d", "tensorflow-eager": "#ffc46b", "tensorflow": "#ff8f00",
@@ -13,8 +15,14 @@ FAMILY = {"torch": "#ee4c2c", "torch-compile": "#b3341d", "tensorflow-eager": "#
 
 
 def _svg(fig) -> str:
+    """SVG text with its text kept as text (svg.fonttype none); each axes' title and axis labels get ids
+    (``axN-title``, ``axN-xlabel``, ``axN-ylabel``) so that a reader, or the browser test, can find them."""
     import matplotlib.pyplot as plt
 
+    for i, ax in enumerate(fig.axes):
+        for part, text in (("title", ax.title), ("xlabel", ax.xaxis.label), ("ylabel", ax.yaxis.label)):
+            if text.get_text():
+                text.set_gid(f"ax{i}-{part}")
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
@@ -32,49 +40,66 @@ def _figure(width: float = 7.5, height: float = 3.2):
     return plt.subplots(figsize=(width, height))
 
 
+BATCH_SHADES = ("#9fb8d9", "#2b59c3", "#16306b")
+
+
 def latency(speed: list[dict]) -> str:
-    """p50 latency per backend at each batch size (log scale), p90 as the error bar."""
+    """p50 latency per backend at each batch size (log scale), p90 as the whisker; horizontal bars, so that
+    every backend's name reads level and none overlaps its neighbour."""
     backends = list(dict.fromkeys(r["backend"] for r in speed))
     batches = sorted({r["batch"] for r in speed})
-    fig, ax = _figure()
-    width = 0.8 / max(len(batches), 1)
+    fig, ax = _figure(width=7.0, height=1.0 + 0.22 * len(backends) * max(len(batches), 1))
+    height = 0.8 / max(len(batches), 1)
     for i, batch in enumerate(batches):
         rows = {r["backend"]: r for r in speed if r["batch"] == batch}
         p50 = [rows[b]["p50_ms"] if b in rows else np.nan for b in backends]
         p90 = [rows[b]["p90_ms"] if b in rows else np.nan for b in backends]
-        x = np.arange(len(backends)) + i * width
-        ax.bar(x, p50, width, label=f"batch {batch}", color=[FAMILY.get(b, "#888") for b in backends],
-               alpha=0.55 + 0.45 * i / max(len(batches) - 1, 1), edgecolor="black", linewidth=0.4)
-        ax.errorbar(x, p50, yerr=[np.zeros(len(p50)), np.subtract(p90, p50)], fmt="none", ecolor="black",
+        y = np.arange(len(backends)) + i * height
+        ax.barh(y, p50, height, label=f"batch {batch}", color=BATCH_SHADES[i % len(BATCH_SHADES)],
+                edgecolor="black", linewidth=0.4)
+        ax.errorbar(p50, y, xerr=[np.zeros(len(p50)), np.subtract(p90, p50)], fmt="none", ecolor="black",
                     elinewidth=0.7, capsize=2)
-    ax.set_yscale("log")
-    ax.set_ylabel("p50 latency, ms (log)")
-    ax.set_xticks(np.arange(len(backends)) + width * (len(batches) - 1) / 2, backends, rotation=30, ha="right")
-    ax.legend(frameon=False)
-    ax.set_title("Inference latency per backend (lighter: batch 1, darker: batch 32; bar to p90)")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per call, ms (log scale); bar: p50, whisker: p90")
+    ax.set_ylabel("backend")
+    ax.set_yticks(np.arange(len(backends)) + height * (len(batches) - 1) / 2, backends)
+    ax.invert_yaxis()
+    ax.legend(frameon=False, loc="lower right")
+    ax.set_title("Inference latency per backend and batch size")
     return _svg(fig)
 
 
 def peak_fraction(speed: list[dict], peak_gflops: float) -> str:
-    rows = [r for r in speed if r.get("gflops")]
-    fig, ax = _figure(height=2.8)
-    labels = [f"{r['backend']} b{r['batch']}" for r in rows]
+    """Achieved GFLOP/s of each float32 backend at its largest batch against the matmul reference rate."""
+    batch = max(r["batch"] for r in speed)
+    rows = sorted((r for r in speed if r.get("gflops") and r["batch"] == batch and r["backend"] in FAMILY),
+                  key=lambda r: -r["gflops"])
+    fig, ax = _figure(width=7.0, height=0.9 + 0.28 * len(rows))
     values = [r["gflops"] / peak_gflops for r in rows]
-    ax.barh(labels, values, color=[FAMILY.get(r["backend"], "#888") for r in rows])
-    ax.set_xlabel(f"achieved GFLOP/s as a fraction of the measured fp32 matmul peak ({peak_gflops:.0f} GFLOP/s)")
+    ax.barh([r["backend"] for r in rows], values, color=[FAMILY[r["backend"]] for r in rows])
+    for y, (r, v) in enumerate(zip(rows, values)):
+        ax.text(v, y, f" {v:.2f} ({r['gflops']:.0f} GFLOP/s)", va="center", fontsize=8)
+    ax.axvline(1.0, color="black", linewidth=0.6, linestyle=":")
+    ax.set_xlim(0, max([1.0, *values]) * 1.35)
+    ax.set_xlabel(f"fraction of the fp32 matmul rate ({peak_gflops:.0f} GFLOP/s, torch.mm p50, same threads)")
+    ax.set_ylabel("backend")
     ax.invert_yaxis()
+    ax.set_title(f"Achieved compute at batch {batch}: model FLOPs / p50 against the matmul rate")
     return _svg(fig)
 
 
 def sizes(size_rows: list[dict]) -> str:
-    fig, ax = _figure(height=2.6)
+    fig, ax = _figure(height=0.9 + 0.26 * len(size_rows))
     names = [r["artifact"] for r in size_rows]
     kb = [r["bytes"] / 1024 for r in size_rows]
     ax.barh(names, kb, color=[COLORS.get(r.get("framework"), "#888") for r in size_rows])
     for y, v in enumerate(kb):
         ax.text(v, y, f" {v:,.0f} KB", va="center", fontsize=8)
-    ax.set_xlabel("KB on disk")
+    ax.set_xlim(0, max(kb) * 1.3)
+    ax.set_xlabel("size on disk, KB")
+    ax.set_ylabel("artifact")
     ax.invert_yaxis()
+    ax.legend(handles=[Patch(color=c, label=fw) for fw, c in COLORS.items()], frameon=False, title="source")
     ax.set_title("Deployment size per artifact")
     return _svg(fig)
 
@@ -91,13 +116,15 @@ def parity_heatmap(parity: list[dict]) -> str:
         matrix[i, j] = matrix[j, i] = np.log10(rel)
     fig, ax = _figure(width=6.2, height=5.0)
     im = ax.imshow(matrix, cmap="viridis", vmin=-9, vmax=-4)
-    ax.set_xticks(range(len(names)), names, rotation=40, ha="right")
+    ax.set_xticks(range(len(names)), names, rotation=90)
     ax.set_yticks(range(len(names)), names)
     for i in range(len(names)):
         for j in range(len(names)):
             if not np.isnan(matrix[i, j]):
                 ax.text(j, i, f"{matrix[i, j]:.1f}", ha="center", va="center", fontsize=7, color="white")
     fig.colorbar(im, ax=ax, label="log10(max |a - b| / max |a|); tolerance is -5")
+    ax.set_xlabel("backend b")
+    ax.set_ylabel("backend a")
     ax.set_title("Parity between every pair of backends (same weights, same batch)")
     return _svg(fig)
 
@@ -125,33 +152,49 @@ def training_curves(training: dict, metric: str = "accuracy") -> str:
     return _svg(fig)
 
 
+MARKERS = "ovD^<>ph*Xs"
+
+
 def quantization_tradeoff(rows: list[dict]) -> str:
-    """The task metric against bytes on disk and against batch-32 latency, fp32 sources and quantized variants."""
+    """The task metric against bytes on disk and against batch-32 latency: each quantized variant a marker of
+    its own (named in the legend, no labels on the points, which overlap), colour by framework, and each
+    fp32 source as a hollow square."""
     metric = rows[0].get("metric", "accuracy") if rows else "accuracy"
     _figure()  # style settings
     import matplotlib.pyplot as plt
 
     plt.close("all")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, x_key, fp32_key, label in ((ax1, "bytes", "fp32_bytes", "KB on disk"),
-                                       (ax2, "p50_ms_b32", None, "p50 ms at batch 32")):
-        for r in rows:
-            x = r.get(x_key)
-            if x is None or r.get("quality") is None:
-                continue
-            x = x / 1024 if x_key == "bytes" else x
-            color = COLORS.get(r["framework"], "#888")
-            ax.scatter([x], [r["quality"]], color=color, edgecolor="black", linewidth=0.4, zorder=3)
-            ax.annotate(r["variant"], (x, r["quality"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-            if fp32_key and r.get(fp32_key) and r.get("fp32_quality") is not None:
-                ax.scatter([r[fp32_key] / 1024], [r["fp32_quality"]], marker="s", color="white", edgecolor=color,
-                           zorder=2)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    sources: dict[str, tuple] = {}
+    for i, r in enumerate(rows):
+        if r.get("quality") is None:
+            continue
+        style = {"color": COLORS.get(r["framework"], "#888"), "marker": MARKERS[i % len(MARKERS)],
+                 "edgecolor": "black", "linewidth": 0.4, "zorder": 3, "s": 40}
+        if r.get("bytes"):
+            ax1.scatter([r["bytes"] / 1024], [r["quality"]], label=f"{r['variant']} ({r['framework']})", **style)
+        if r.get("p50_ms_b32"):
+            ax2.scatter([r["p50_ms_b32"]], [r["quality"]], **style)
+        if r.get("fp32_quality") is not None:
+            fp32_ms = r["p50_ms_b32"] / r["speedup_b32"] if r.get("p50_ms_b32") and r.get("speedup_b32") else None
+            sources[r["fp32_backend"]] = (r.get("fp32_bytes"), fp32_ms, r["fp32_quality"], r["framework"])
+    for name, (kb, ms, quality, framework) in sources.items():
+        style = {"marker": "s", "facecolor": "white", "edgecolor": COLORS.get(framework, "#888"), "zorder": 2, "s": 50}
+        if kb:
+            ax1.scatter([kb / 1024], [quality], **style)
+        if ms:
+            ax2.scatter([ms], [quality], **style)
+    for ax, label in ((ax1, "size on disk, KB (log scale)"), (ax2, "p50 latency at batch 32, ms (log scale)")):
+        ax.set_xscale("log")
+        ax.margins(x=0.15, y=0.2)
         ax.set_xlabel(label)
         ax.set_ylabel(f"test {metric}")
         ax.grid(alpha=0.3)
-    ax1.set_title(f"{metric} vs size (squares: fp32 source)")
-    ax2.set_title(f"{metric} vs latency")
-    fig.tight_layout()
+    ax1.set_title(f"{metric} against size (hollow squares: fp32 sources)")
+    ax2.set_title(f"{metric} against latency")
+    fig.legend(loc="lower center", bbox_to_anchor=(0.5, -0.02), ncol=3, frameon=False, fontsize=8,
+               title="quantized variant (colour: framework)")
+    fig.tight_layout(rect=(0, 0.08 + 0.045 * ((len(rows) + 2) // 3), 1, 1))
     return _svg(fig)
 
 
@@ -168,7 +211,7 @@ def study_plot(plot: dict) -> str | None:
         width = 0.8 / len(values)
         for i, (name, vals) in enumerate(values.items()):
             ax.bar(x + i * width, vals, width, label=name, edgecolor="black", linewidth=0.4)
-        ax.set_xticks(x + width * (len(values) - 1) / 2, labels, rotation=20, ha="right")
+        ax.set_xticks(x + width * (len(values) - 1) / 2, [textwrap.fill(str(label), 16) for label in labels])
     else:
         for name, vals in values.items():
             color = COLORS.get(name.split()[0], None)

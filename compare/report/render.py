@@ -1,14 +1,17 @@
-"""Results -> index.html (self-contained: plots inlined as data URIs, no network) and report.md."""
+"""Results -> index.html (self-contained: plots inlined as SVG, no network) and report.md."""
 
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 from shared.metrics import primary_metric
 from shared.weights import write_atomic
 
-from .. import guide, training_speed
+from shared.specs import TASKS
+
+from .. import guide, summary, training_speed
 from ..codepair import module_pairs
 from ..parity import summarize
 from ..size import human
@@ -19,11 +22,17 @@ TIMING_PROTOCOL = ("Same thread settings for every backend; one warm-up rule for
                    "agree within 5%); each sample times enough back-to-back calls to last at least 10 ms; samples "
                    "are taken until the last few have a CV of at most 0.05, and a figure that never got there is "
                    "marked noisy with its CV.")
-VERDICT_CLASS = {"supported": "ok", "refuted": "bad", "mixed": "mixed", "not measurable here": "na"}
+VERDICT_CLASS = {"supported": "ok", "refuted": "bad", "mixed": "mixed", "tie": "tie", "not measurable here": "na"}
 
 
-def _data_uri(svg: str) -> str:
-    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+def inline_svg(svg: str, prefix: str) -> str:
+    """matplotlib's SVG ready to sit in the page: no XML prolog or metadata, every id (and every reference to one) prefixed,
+    so that two plots never share an id."""
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)  # RDF boilerplate naming matplotlib's site
+    svg = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', svg)
+    svg = re.sub(r'(href=)"#([^"]+)"', rf'\1"#{prefix}-\2"', svg)
+    return re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}-\1)", svg)
 
 
 def task_plots(task: dict, peak: float, metric: str = "accuracy") -> dict[str, str]:
@@ -75,9 +84,13 @@ def _highlight(source: str) -> str:
     return highlight(source, PythonLexer(), HtmlFormatter(nowrap=True))
 
 
-def code_view() -> list[dict]:
+def code_view(tasks: set[str]) -> list[dict]:
+    """The paired modules a reader of this run needs: the shared ones and those of the run's tasks."""
     view = []
     for pair in module_pairs():
+        folder = pair.path.split("/")[0]
+        if folder in TASKS and folder not in tasks:
+            continue
         rows = []
         for name, (a, b) in pair.blocks.items():
             rows.append({"name": name,
@@ -86,6 +99,10 @@ def code_view() -> list[dict]:
                          "loc": {"torch": a.loc if a else 0, "tensorflow": b.loc if b else 0}})
         view.append({"path": pair.path, "loc": pair.loc, "api_calls": pair.api_calls, "rows": rows})
     return view
+
+
+def _answers(claim: dict) -> set[str]:
+    return {a.strip() for a in claim.get("seed_answer", "").split(",")}
 
 
 def render(results: dict, out: str | Path) -> None:
@@ -99,7 +116,8 @@ def render(results: dict, out: str | Path) -> None:
         svgs = task_plots(task, peak, primary_metric(task.get("task") or name.split(".")[0]))
         for plot, svg in svgs.items():
             write_atomic(out / "plots" / f"{name}-{plot}.svg", svg)
-        sections.append({"name": name, "task": task, "plots": {k: _data_uri(v) for k, v in svgs.items()},
+        sections.append({"name": name, "task": task,
+                         "plots": {k: inline_svg(v, f"{name}-{k}".replace(".", "-")) for k, v in svgs.items()},
                          "images": study_images(task, name, out),
                          "plot_files": {k: f"plots/{name}-{k}.svg" for k in svgs},
                          "parity_summary": summarize(task.get("parity", [])) if task.get("parity") else []})
@@ -110,12 +128,17 @@ def render(results: dict, out: str | Path) -> None:
     env.filters["section_label"] = guide.section_label
     env.filters["g"] = lambda v, digits=3: "-" if v is None else f"{v:.{digits}g}"
     env.filters["f4"] = lambda v: "-" if v is None else f"{v:.4f}"  # None: a metric with nothing to measure
+    answers = results.get("summary") or summary.summarize(results)
     context = {"results": results, "sections": sections, "claims": results.get("claims", []),
+               "summary": answers, "headline": summary.headline(answers), "label": summary.LABEL,
+               "headline_claims": [c for c in results.get("claims", []) if _answers(c) & {"13", "30"}],
+               "other_claims": [c for c in results.get("claims", []) if not _answers(c) & {"13", "30"}],
                "timing_protocol": TIMING_PROTOCOL, "training_target": training_speed.TARGET_RATIO,
                "reference_steps": training_speed.REFERENCE_STEPS,
                "verdict_class": VERDICT_CLASS, "guide": guide.entries(), "peak": peak,
                "pygments_css": HtmlFormatter().get_style_defs(".code"),
-               "anchors": {f"task-{s['name']}" for s in sections} | {"claims", "code", "guide", "environment"}
+               "anchors": {f"task-{s['name']}" for s in sections} | {"summary", "claims", "code", "guide", "environment"}
                | {f"study-{s['name']}-{st['name']}" for s in sections for st in s["task"].get("studies", [])}}
-    write_atomic(out / "index.html", env.get_template("index.html.j2").render(**context, code=code_view()))
+    context["code"] = code_view({s["task"].get("task") or s["name"].split(".")[0] for s in sections})
+    write_atomic(out / "index.html", env.get_template("index.html.j2").render(**context))
     write_atomic(out / "report.md", env.get_template("report.md.j2").render(**context))

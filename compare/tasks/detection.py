@@ -17,7 +17,7 @@ from shared.specs import FRAMEWORKS
 from shared.specs.detection import DETECTION_CLASSES, ErasingSpec
 from shared.weights import write_atomic
 
-from ..claims import MARGIN, NOT_MEASURABLE, p50, ratio_phrase, verdict_of
+from ..claims import NOT_MEASURABLE, speed_row, faster, noise_bound, timing_line, verdict_from
 from ..parity import entry
 from ..studies import EVERY_RUN, MIXED, REFUTED, SUPPORTED, Study, StudyContext
 from . import TaskPlugin
@@ -156,6 +156,7 @@ def anchor_study(ctx: StudyContext) -> dict:
                         "recall_medium", "recall_large", "boxes"],
             "rows": rows,
             "plot": {"kind": "bars", "title": "Anchor recall of ground-truth boxes", "ylabel": "recall",
+                     "xlabel": "anchor set",
                      "labels": [r["config"] for r in rows],
                      "series": {f"IoU {t}": [r[f"recall@{t}"] for r in rows] for t in ("0.5", "0.7")}},
             "verdicts": [{"claim": "Anchors of several sizes and aspect ratios at several scales let one detector "
@@ -298,28 +299,31 @@ def _occlusion_verdicts(rows: list[dict]) -> list[dict]:
 
 # ------------------------------------------------------------------------------------- claims
 
-def single_shot_faster(results: dict, code: dict, env: dict) -> tuple[str, str]:
+def single_shot_faster(results: dict, code: dict, env: dict) -> tuple[str, list[str]]:
     """Single-shot detectors (SSD- and YOLO-style) against the two-stage one, same body, same backend."""
     models = {t.get("model"): t for t in results["tasks"].values() if t.get("task") == "detection"}
     two_stage = models.get("faster_rcnn")
     single = {m: models[m] for m in ("ssd", "yolo") if m in models}
     if not two_stage or not single:
-        return NOT_MEASURABLE, "needs the Faster R-CNN-style detector and a single-shot one in this run " \
-                               "(the detection task's runs)"
-    lines, flags = [], []
+        return NOT_MEASURABLE, ["needs the Faster R-CNN-style detector and a single-shot one in this run "
+                                "(the detection task's runs)"]
+    lines, points = ["same backbone and input size; the two-stage time includes proposal NMS and RoIAlign, the "
+                     "single-shot time excludes final NMS"], []
     for backend in ("torch", "tensorflow"):
         for batch in (1, 32):
-            slow = p50(two_stage, backend, batch)
             for name, task in single.items():
-                fast = p50(task, backend, batch)
-                if slow and fast:
-                    flags.append(slow / fast > 1 + MARGIN)
-                    lines.append(f"{backend} b{batch}: {name} {fast:.3g} ms vs faster_rcnn {slow:.3g} ms "
-                                 f"({ratio_phrase(slow, fast)})")
-    if not flags:
-        return NOT_MEASURABLE, "no timings of the detectors on the same backend"
-    return verdict_of(flags), "; ".join(lines) + " (same backbone and input size; the two-stage time includes " \
-                                             "proposal NMS and RoIAlign, the single-shot time excludes final NMS)"
+                # Two runs' rows side by side: one block holding both timings gives the shared tie rule.
+                slow, fast = (speed_row(two_stage, backend, batch), speed_row(task, backend, batch))
+                if not slow or not fast:
+                    continue
+                block = {"speed": [dict(slow, backend="faster_rcnn"), dict(fast, backend=name)]}
+                point = faster(block, "faster_rcnn", name, batch)
+                points.append(point)
+                lines.append(timing_line(f"{backend} b{batch}", "faster_rcnn", slow["p50_ms"], name, fast["p50_ms"],
+                                         point, noise_bound(block, "faster_rcnn", name, batch)))
+    if len(lines) == 1:
+        return NOT_MEASURABLE, ["no timings of the detectors on the same backend"]
+    return verdict_from(points), lines
 
 
 PLUGIN = TaskPlugin(
