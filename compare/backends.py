@@ -48,15 +48,23 @@ SOURCE = {"torch": "torch", "torch-compile": "torch", "onnxruntime-from-torch": 
 
 @dataclass
 class Runner:
-    """A ready backend: ``outputs = to_numpy(run(to_input(images)))``."""
+    """A ready backend: ``outputs = to_numpy(run(to_input(images)))``.
+
+    ``input_shape`` (height, width, channels; None where the model takes any) is what the images must be:
+    every runner checks its input with the same function as the twins' ``predict`` (shared.data.validate), so
+    a wrong batch gets the same clear error on every path instead of the framework's own.
+    """
 
     name: str
     to_input: Callable[[np.ndarray], Any]
     run: Callable[[Any], Any]
     to_numpy: Callable[[Any], dict[str, np.ndarray]]
+    input_shape: tuple[int | None, int | None, int | None] = (None, None, None)
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        return self.to_numpy(self.run(self.to_input(check_images(images))))
+        h, w, c = self.input_shape
+        images = check_images(images, channels=c, size=(h, w) if h and w else None, name=f"{self.name} input")
+        return self.to_numpy(self.run(self.to_input(images)))
 
     def predict(self, images: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
         """Outputs for any number of images in fixed-size batches (the last padded, then trimmed).
@@ -94,13 +102,15 @@ def make_runner(name: str, models: dict, artifacts: dict[str, Path], spec, threa
         raise ValueError(f"unknown backend {name!r}; expected one of {list(BACKENDS)}")
     keys = tuple(spec.output_keys)
     if name in ("torch", "torch-compile"):
-        return _torch_runner(name, models["torch"], keys)
-    if name.startswith("tensorflow"):
-        return _tf_runner(name, models["tensorflow"], keys)
-    if name.startswith("onnxruntime"):
-        source = SOURCE[name]
-        return onnx_runner(name, artifacts[f"onnx-from-{source}"], threads)
-    return tflite_runner(name, artifacts["tflite-fp32"], threads)
+        runner = _torch_runner(name, models["torch"], keys)
+    elif name.startswith("tensorflow"):
+        runner = _tf_runner(name, models["tensorflow"], keys)
+    elif name.startswith("onnxruntime"):
+        runner = onnx_runner(name, artifacts[f"onnx-from-{SOURCE[name]}"], threads)
+    else:
+        runner = tflite_runner(name, artifacts["tflite-fp32"], threads)
+    runner.input_shape = tuple(spec.input_shape)
+    return runner
 
 
 def _torch_runner(name: str, model, keys) -> Runner:
@@ -151,7 +161,10 @@ def onnx_runner(name: str, path: str | os.PathLike, threads: int) -> Runner:
         x = np.ascontiguousarray(images.transpose(0, 3, 1, 2)) if layout == "NCHW" else images
         return {input_name: x}
 
-    return Runner(name, to_input, lambda feed: session.run(None, feed), lambda out: dict(zip(names, out)))
+    # The graph's own input shape (symbolic dimensions, such as the batch, are strings): NHWC for the check.
+    dims = [d if isinstance(d, int) else None for d in session.get_inputs()[0].shape]
+    shape = (dims[2], dims[3], dims[1]) if layout == "NCHW" else tuple(dims[1:4])
+    return Runner(name, to_input, lambda feed: session.run(None, feed), lambda out: dict(zip(names, out)), shape)
 
 
 def tflite_runner(name: str, path: str | os.PathLike, threads: int, keys: tuple[str, ...] | None = None) -> Runner:
@@ -171,10 +184,11 @@ def tflite_runner(name: str, path: str | os.PathLike, threads: int, keys: tuple[
             return {keys[0]: next(iter(out.values()))}
         return dict(out)
 
-    return Runner(name, lambda images: {input_name: images}, lambda feed: runner(**feed), to_numpy)
+    shape = tuple(int(d) for d in runner.get_input_details()[input_name]["shape"][1:4])  # NHWC
+    return Runner(name, lambda images: {input_name: images}, lambda feed: runner(**feed), to_numpy, shape)
 
 
-def module_runner(name: str, module, keys: tuple[str, ...]) -> Runner:
+def module_runner(name: str, module, keys: tuple[str, ...], input_shape: tuple = (None, None, None)) -> Runner:
     """A torch module run as it is (torch's dynamic int8 of the dense layers)."""
     import torch
 
@@ -184,10 +198,10 @@ def module_runner(name: str, module, keys: tuple[str, ...]) -> Runner:
         with torch.no_grad():
             return module(x)
 
-    return Runner(name, to_native, run, lambda out: {k: to_numpy(out[k]) for k in keys})
+    return Runner(name, to_native, run, lambda out: {k: to_numpy(out[k]) for k in keys}, tuple(input_shape))
 
 
-def pt2e_int8_runner(name: str, module, keys: tuple[str, ...]) -> Runner:
+def pt2e_int8_runner(name: str, module, keys: tuple[str, ...], input_shape: tuple = (None, None, None)) -> Runner:
     """A pt2e int8 graph on oneDNN's int8 kernels (``pytorch_impl.quantize.lower_for_cpu``), lowered once per input
     shape on its first call, as torch.compile specialises: the warm-up of the timing rule absorbs it."""
     import torch
@@ -204,7 +218,7 @@ def pt2e_int8_runner(name: str, module, keys: tuple[str, ...]) -> Runner:
         with torch.no_grad():
             return lowered[shape](x)
 
-    return Runner(name, to_native, run, lambda out: {k: to_numpy(out[k]) for k in keys})
+    return Runner(name, to_native, run, lambda out: {k: to_numpy(out[k]) for k in keys}, tuple(input_shape))
 
 
 class OnnxRunner:

@@ -52,11 +52,23 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _check_folder(path: Path, option: str) -> None:
+    """Whether ``path`` is, or can become, a folder this user writes, without creating anything: an existing
+    file on the way, or a nearest existing folder that is not writable, is refused with the reason."""
+    if path.exists() and not path.is_dir():
+        raise SpecError(f"{option} {str(path)!r}: expected a folder; received an existing file")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        what = "an existing file" if parent.exists() and not parent.is_dir() else "a folder it may not write"
+        raise SpecError(f"{option} {str(path)!r}: expected a folder this user can write; {str(parent)!r} is {what}")
+
+
 def _writable_folder(path: Path, option: str) -> Path:
     """Create ``path`` (and its parents) now, before any work, so a bad ``--out`` or ``--cache`` fails in a
     second with its reason instead of after minutes of training."""
-    if path.exists() and not path.is_dir():
-        raise SpecError(f"{option} {str(path)!r}: expected a folder; received an existing file")
+    _check_folder(path, option)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".twinvision-write-test-{os.getpid()}"
@@ -81,10 +93,12 @@ def _cmd_parity(args) -> int:
     if args.variant is not None and args.variant not in entry.variants:
         raise SpecError(f"unknown variant {args.variant!r} of task {args.task!r}; expected one of "
                         f"{sorted(entry.variants)}")
+    if args.json:
+        _writable_file(args.json, "--json")
     from . import parity
     from .env import run_info
 
-    levels = tuple(args.levels.split(",")) if args.levels else parity.LEVELS
+    levels = args.levels or parity.LEVELS
     variants = [args.variant] if args.variant else [None, *entry.variants]
     started, runs, failed = time.perf_counter(), {}, []
     for variant in variants:
@@ -116,6 +130,8 @@ def _cmd_parity(args) -> int:
 def _cmd_train(args) -> int:
     check_task(args.task)  # before the (slow) framework imports
     check_framework(args.framework)
+    if args.out:
+        _writable_file(args.out, "--out")
     from .frameworks import load_twin
 
     spec = get_spec(args.task, args.preset)
@@ -141,6 +157,8 @@ def _cmd_report(args) -> int:
     tasks = args.tasks or None
     for task in tasks or []:
         check_task(task)
+    _check_folder(args.out, "--out")  # both checked before either is created
+    _check_folder(args.cache, "--cache")
     _writable_folder(args.out, "--out")
     _writable_folder(args.cache, "--cache")
     from .report import run_report
@@ -155,6 +173,7 @@ def _cmd_report(args) -> int:
 def _cmd_bench(args) -> int:
     """The report's measurements for one task, printed as a table (same code path as the report)."""
     check_task(args.task)
+    _writable_folder(args.cache, "--cache")
     from . import backends as B
     from .pipeline import TaskRun, planned_steps
     from .progress import CostBook, Progress
@@ -205,6 +224,7 @@ def _cmd_profile(args) -> int:
 def _cmd_export(args) -> int:
     """Train (or take from the cache) and export every artifact of both twins; prints their paths."""
     check_task(args.task)
+    _writable_folder(args.cache, "--cache")
     from . import backends as B
     from .pipeline import TaskRun
     from .progress import Progress
@@ -272,6 +292,8 @@ def _cmd_history(args) -> int:
 def _cmd_guide(args) -> int:
     from .guide import markdown
 
+    if args.write:
+        _writable_file(args.write, "--write")
     text = markdown()
     if args.write:
         from shared.weights import write_atomic
@@ -283,8 +305,35 @@ def _cmd_guide(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the reason and where the usage is, not the usage block (sub-commands
+    inherit it through add_subparsers)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (usage: {self.prog} --help)\n")
+
+
+def _levels(text: str) -> tuple[str, ...]:
+    """--levels: a comma-separated subset of the parity levels, checked before any model is built."""
+    from .parity import LEVELS
+
+    levels = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [lv for lv in levels if lv not in LEVELS]
+    if unknown or not levels:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {list(LEVELS)}; received {text!r}")
+    return levels
+
+
+def _writable_file(path: Path, option: str) -> Path:
+    """An output file's folder, created and write-tested now (as ``_writable_folder``), before any work."""
+    if path.is_dir():
+        raise SpecError(f"{option} {str(path)!r}: expected a file name; received an existing folder")
+    _writable_folder(path.parent, option)
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="twinvision", description="PyTorch and TensorFlow twins, compared.")
+    parser = _Parser(prog="twinvision", description="PyTorch and TensorFlow twins, compared.")
     parser.add_argument("--verbose", action="store_true",
                         help="keep TensorFlow's and CUDA's start-up log lines (hidden by default: compare/logs.py)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -293,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("parity", help="numerical parity between the twins (L1-L4)")
     p.add_argument("--task", required=True, help=f"one of {sorted(TASKS)}")
     p.add_argument("--preset", default="tiny", choices=PRESETS)
-    p.add_argument("--levels", help="comma-separated subset of forward,gradients,training,onnx")
+    p.add_argument("--levels", type=_levels, help="comma-separated subset of forward,gradients,training,onnx")
     p.add_argument("--variant", help="one variant of the task (default: the main model and every variant)")
     p.add_argument("--json", type=Path, help="write results.json (schema twinvision.results/1) here")
     p.set_defaults(func=_cmd_parity)
@@ -344,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, help=f"one of {sorted(TASKS)}")
     p.add_argument("--framework", required=True, help=f"one of {list(FRAMEWORKS)}")
     p.add_argument("--preset", default="standard", choices=PRESETS)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--out", type=Path, help="where to save the canonical weights (.safetensors)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
@@ -354,11 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """The command line (``argv`` None: ``sys.argv``, with framework start-up logs filtered unless
     ``--verbose``); callers in this process pass ``argv`` and keep their stderr as it is."""
-    args = build_parser().parse_args(argv)
-    if argv is None and not args.verbose:
+    if argv is None and "--verbose" not in sys.argv[1:]:  # before parsing: an option's check may import a framework
         from .logs import quiet_framework_logs
 
         quiet_framework_logs()
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except SpecError as err:

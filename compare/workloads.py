@@ -105,7 +105,8 @@ def _int8_runner(name: str, models: dict, artifacts: dict, spec, cache: TaskCach
 
     int8, keys = int8_setting(), tuple(spec.output_keys)
     if name == "torch-int8":
-        return B.pt2e_int8_runner(name, PQ.quantize_static(models["torch"], spec, calibration, int8), keys)
+        return B.pt2e_int8_runner(name, PQ.quantize_static(models["torch"], spec, calibration, int8), keys,
+                                  spec.input_shape)
     if name == "onnxruntime-int8":
         path, _ = cache.artifact(f"model-torch-int8-{int8.name}.onnx", lambda p: onnx_static_int8(
             artifacts["onnx-from-torch"], p, calibration, spec, int8=int8))

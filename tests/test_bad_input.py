@@ -102,3 +102,45 @@ def test_unknown_device_in_predict(case):
     twin, model, shape = case
     with pytest.raises(ValueError, match=UNKNOWN_DEVICE):
         twin.task.predict(model, _good(*shape), device="tpu")
+
+
+# -- the harness's runners: one input check for every backend, the same as predict's -------------------------
+
+@pytest.fixture(scope="module")
+def runners(tmp_path_factory):
+    """Every float32 backend of the report (compare.backends.BACKENDS) on the tiny classifier: eager and
+    compiled torch and TensorFlow, ONNX Runtime on both exports, TFLite; and a torch module runner as the
+    quantized and pruned variants use."""
+    from compare import backends as B
+    from compare.cache import TaskCache
+    from compare.exports import export_all
+
+    run = ("classification", None)
+    spec, twins = spec_of(run), twins_of("classification")
+    models = {fw: twins[fw].task.build_model(spec) for fw in FRAMEWORKS}
+    models["torch"].eval()
+    cache = TaskCache(tmp_path_factory.mktemp("exports"), "classification", "tiny", spec)
+    exported = export_all(twins, models, spec, cache, only=("onnx-from-torch", "onnx-from-tensorflow",
+                                                             "saved_model", "tflite-fp32"))
+    assert not exported.errors, exported.errors
+    made = {name: B.make_runner(name, models, exported.paths, spec, threads=1) for name in B.BACKENDS}
+    made["torch-module"] = B.module_runner("torch-module", models["torch"], tuple(spec.output_keys),
+                                           spec.input_shape)
+    return made, spec.input_shape
+
+
+@pytest.mark.parametrize("bad", [*BAD_IMAGES, "size"])
+def test_every_runner_checks_its_input_as_predict_does(runners, bad):
+    """1 or 4 channels, NCHW, a wrong size...: every backend answers with the check's error (naming the backend),
+    never the framework's own ("Given groups=1, weight of size..." or "Depth of input must be a multiple...")."""
+    made, (h, w, c) = runners
+    if bad == "size":
+        images, message = _good(h // 2, w // 2, c), rf"expected spatial size \({h}, {w}\); received \({h // 2}, {w // 2}\)"
+    else:
+        images, message = BAD_IMAGES[bad][0](h, w, c), BAD_IMAGES[bad][1](h, w, c)
+    for name, runner in made.items():
+        with pytest.raises(InputError, match=message) as caught:
+            runner(images)
+        assert str(caught.value).startswith(f"{name} input: "), caught.value
+    good = _good(h, w, c)
+    assert {name: set(runner(good)) for name, runner in made.items()}  # the good batch runs everywhere

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -156,3 +157,115 @@ def test_framework_start_up_logs_are_filtered_and_everything_else_passes():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "own line" in proc.stderr, proc.stderr
     assert not [line for line in proc.stderr.splitlines() if is_noise(line.encode() + b"\n")], proc.stderr
+
+
+# -- every bad input of the command line: one clear line, exit 2, no traceback, nothing half-written -----------
+
+def _results_file(tmp_path, mutate) -> str:
+    """A schema-valid results file (tests/data/results_min.json) changed by ``mutate``."""
+    results = json.loads((Path(__file__).parent / "data" / "results_min.json").read_text())
+    results = mutate(results) or results
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results) if not isinstance(results, str) else results)
+    return str(path)
+
+
+def _damaged_store(tmp_path) -> str:
+    path = tmp_path / "history.sqlite"
+    path.write_bytes(b"not a database, " * 100)
+    return str(path)
+
+
+def _file(tmp_path) -> str:
+    (tmp_path / "a-file").write_text("")
+    return str(tmp_path / "a-file")
+
+
+def _parity_row(r):
+    del r["tasks"]["classification"]["parity"][0]["a"]
+
+
+def _speed_batch(r):
+    r["tasks"]["classification"]["speed"][0]["batch"] = "32"
+
+
+BAD_COMMAND_LINES = {  # case: (argv from tmp_path, expected message)
+    "check-missing-file": (lambda t: ["check", "--results", str(t / "none.json")], "does not exist"),
+    "check-folder": (lambda t: ["check", "--results", str(t)], "is a folder; expected a results.json file"),
+    "check-invalid-json": (lambda t: ["check", "--results", _results_file(t, lambda r: "{not json")],
+                           "is not valid JSON"),
+    "check-wrong-schema": (lambda t: ["check", "--results", _results_file(t, lambda r: r.update(schema="other/9"))],
+                           "has schema 'other/9'; expected 'twinvision.results/1'"),
+    "check-tasks-a-list": (lambda t: ["check", "--results", _results_file(t, lambda r: r.update(tasks=[]))],
+                           "at tasks: expected an object, got an array"),
+    "check-no-tasks": (lambda t: ["check", "--results", _results_file(t, lambda r: r.pop("tasks") and None)],
+                       "'tasks' is a required property"),
+    "check-parity-row-without-a": (lambda t: ["check", "--results", _results_file(t, _parity_row)],
+                                   "at tasks.classification.parity[0]: 'a' is a required property"),
+    "check-speed-batch-a-string": (lambda t: ["check", "--results", _results_file(t, _speed_batch)],
+                                   "speed[0].batch: expected an integer, got a string"),
+    "check-bad-baseline": (lambda t: ["check", "--results", _results_file(t, lambda r: None), "--baseline",
+                                      str(t / "none.json")], "none.json' does not exist"),
+    "check-threshold-negative": (lambda t: ["check", "--threshold", "-5"], "expected a positive number"),
+    "check-threshold-nan": (lambda t: ["check", "--threshold", "nan"], "expected a positive number"),
+    "history-damaged-store": (lambda t: ["history", "--store", _damaged_store(t)],
+                              "is not a TwinVision history database"),
+    "history-store-a-folder": (lambda t: ["history", "--store", str(t)], "expected the history file"),
+    "history-limit-zero": (lambda t: ["history", "--limit", "0"], "expected a positive integer; received '0'"),
+    "report-unknown-task": (lambda t: ["report", "--tasks", "nope", "--out", str(t / "out")], "unknown task 'nope'"),
+    "report-unknown-profile": (lambda t: ["report", "--profile", "fast", "--out", str(t / "out")],
+                               "invalid choice: 'fast'"),
+    "report-threads-zero": (lambda t: ["report", "--threads", "0", "--out", str(t / "out")],
+                            "expected a positive integer; received '0'"),
+    "report-threads-negative": (lambda t: ["report", "--threads", "-3", "--out", str(t / "out")],
+                                "expected a positive integer; received '-3'"),
+    "report-out-a-file": (lambda t: ["report", "--out", _file(t)], "expected a folder; received an existing file"),
+    "report-out-forbidden": (lambda t: ["report", "--out", "/proc/forbidden"],
+                             "--out '/proc/forbidden': expected a folder this user can write"),
+    "report-cache-under-a-file": (lambda t: ["report", "--out", str(t / "out"), "--cache", _file(t) + "/cache"],
+                                  "expected a folder this user can write"),
+    "parity-unknown-task": (lambda t: ["parity", "--task", "nope"], "unknown task 'nope'; expected one of"),
+    "parity-planned-task": (lambda t: ["parity", "--task", "ocr"], "task 'ocr' is planned"),
+    "parity-unknown-variant": (lambda t: ["parity", "--task", "detection", "--variant", "retina"],
+                               "unknown variant 'retina' of task 'detection'"),
+    "parity-unknown-level": (lambda t: ["parity", "--task", "classification", "--levels", "forward,bogus"],
+                             "expected a comma-separated subset of ['forward', 'gradients', 'training', 'onnx']"),
+    "parity-json-a-folder": (lambda t: ["parity", "--task", "classification", "--json", str(t)],
+                             "expected a file name; received an existing folder"),
+    "train-unknown-framework": (lambda t: ["train", "--task", "classification", "--framework", "jax"],
+                                "unknown framework 'jax'"),
+    "train-unknown-device": (lambda t: ["train", "--task", "classification", "--framework", "torch", "--device",
+                                        "tpu"], "invalid choice: 'tpu'"),
+    "train-out-forbidden": (lambda t: ["train", "--task", "classification", "--framework", "torch", "--out",
+                                       "/proc/forbidden/w.safetensors"], "expected a folder this user can write"),
+    "bench-cache-forbidden": (lambda t: ["bench", "--task", "classification", "--cache", "/proc/forbidden"],
+                              "expected a folder this user can write"),
+    "export-unknown-task": (lambda t: ["export", "--task", "nope"], "unknown task 'nope'"),
+    "profile-steps-zero": (lambda t: ["profile", "--task", "classification", "--framework", "torch", "--steps", "0"],
+                           "expected a positive integer; received '0'"),
+    "guide-write-forbidden": (lambda t: ["guide", "--write", "/proc/forbidden/GUIDE.md"],
+                              "expected a folder this user can write"),
+    "unknown-command": (lambda t: ["deploy"], "invalid choice: 'deploy'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_COMMAND_LINES)
+def test_every_bad_input_gets_one_clear_line_and_exit_2(case, tmp_path, capsys, monkeypatch):
+    """The command refuses each before any work: exit 2, one line on stderr naming the bad value and what was
+    expected, no traceback, and no report folder left behind (the `report` of a bad option never starts)."""
+    from compare import report
+
+    monkeypatch.setattr(report, "run_report", lambda *a, **k: pytest.fail("the report started"))
+    make_argv, message = BAD_COMMAND_LINES[case]
+    argv = make_argv(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    try:
+        code = cli.main(argv)
+    except SystemExit as stop:  # argparse's refusals
+        code = stop.code
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert code == 2, captured
+    assert len(lines) == 1 and message in lines[0], lines
+    assert "Traceback" not in captured.err + captured.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing created, nothing half-written

@@ -70,8 +70,10 @@ def _study(r):
 
 
 def _newer_fields(r):
-    """Fields a newer writer adds: every object stays open."""
-    r["summary"] = {"headline": "fastest at batch 1: tflite-int8"}
+    """Fields a newer writer adds: every object stays open (the summary of compare/summary.py too)."""
+    from compare.summary import summarize
+
+    r["summary"] = {**summarize(r), "headline": "fastest at batch 1: tflite-int8"}
     r["tasks"]["classification"]["speed"][0]["p99_ms"] = 3.0
     r["tasks"]["classification"]["new_table"] = [{"x": 1}]
     r["claims"][0]["verdict"] = "tie"
@@ -184,3 +186,14 @@ def test_problems_never_raise_on_valid_files(results):
     assert check.schema_problems(minimal) == []
     found = check.problems(minimal, results)
     assert any("parity breach" in p for p in found) and any("p50" in p for p in found)
+
+
+def test_the_summary_block_is_checked(results):
+    """The answers-first summary, as the report writes it, validates; a winner outside the enum does not."""
+    from compare.summary import summarize
+
+    results["summary"] = summarize(results)
+    assert results["summary"]["rows"] and check.schema_problems(results) == []
+    results["summary"]["rows"][0]["winner"] = "both"
+    (first, *_) = check.schema_problems(results)
+    assert first.startswith("at summary.rows[0].winner: expected one of 'torch', 'tensorflow', 'tie'"), first

@@ -42,7 +42,8 @@ def compression(ctx: RunContext, reference: dict, data) -> None:
         path, _ = ctx.cache.artifact(f"torch-pruned-{int(sparsity * 100)}.safetensors",
                                      lambda p: bridge.save_weights(prune(), p))
         model = bridge.load_weights(ctx.twins["torch"].task.build_model(spec), path)
-        return path, B.module_runner("torch-pruned", model.eval(), keys).predict(data.test.images, batch=32)
+        runner = B.module_runner("torch-pruned", model.eval(), keys, spec.input_shape)
+        return path, runner.predict(data.test.images, batch=32)
 
     jobs = [("tflite-fp32", "tensorflow", {"sparsity": 0.0}, lambda: tflite("model-fp32.tflite", None)),
             ("torch-fp32", "torch", {"sparsity": 0.0}, lambda: torch_pruned(0.0, lambda: reference["torch"]))]

@@ -64,7 +64,7 @@ def quantize(ctx: RunContext, reference: dict, artifacts: dict[str, Path], data)
         path = PQ.save_int8(module, spec, ctx.cache.path(f"{name}.safetensors"))
         ctx.result["size"].append({"artifact": name, "bytes": artifact_bytes(path), "framework": "torch",
                                    "quantized": True, "note": "int8 tensors of the pt2e model (safetensors)"})
-        return B.pt2e_int8_runner(name, module, keys)
+        return B.pt2e_int8_runner(name, module, keys, spec.input_shape)
 
     def pt2e_model():
         if "model" not in pt2e:
@@ -85,7 +85,7 @@ def quantize(ctx: RunContext, reference: dict, artifacts: dict[str, Path], data)
         "torch-int8-qat": lambda: torch_int8("torch-int8-qat", PQ.quantize_qat(reference["torch"], spec, data.train,
                                                                                cfg["steps"], lr, int8)),
         "torch-int8-dynamic": lambda: B.module_runner("torch-int8-dynamic", PQ.quantize_dynamic(reference["torch"]),
-                                                      keys),
+                                                      keys, spec.input_shape),
         "onnxruntime-torch-int8": lambda: onnx("onnxruntime-torch-int8", f"model-torch-pt2e-int8-{int8.name}.onnx",
                                                lambda p: export_onnx(pt2e_model(), spec, p)),
         "onnxruntime-int8": lambda: onnx("onnxruntime-int8", f"model-torch-int8-{int8.name}.onnx",
