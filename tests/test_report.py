@@ -391,6 +391,7 @@ def test_detection_runs_through_the_same_harness(tmp_path):  # CI's nightly job:
     from compare.report import run_report
 
     results = run_report(["detection"], "quick", tmp_path / "out", tmp_path / "cache", printer=lambda s: None)
+    validate(json.loads((tmp_path / "out" / "results.json").read_text()))
     assert set(results["tasks"]) == {"detection", "detection.yolo", "detection.faster_rcnn"}
     for name, run in results["tasks"].items():
         assert run["status"] == "ok", (name, run["errors"])
