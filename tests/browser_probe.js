@@ -17,9 +17,11 @@ window.addEventListener("load", function () {
   probe.claim_items_in_first_screen = Array.prototype.slice.call(document.querySelectorAll("#summary .claimlist a"))
     .filter(function (a) { var r = a.getBoundingClientRect(); return r.width > 0 && r.bottom <= H; }).length;
   probe.overflow_closed = document.documentElement.scrollWidth - W;
+  probe.height_closed = document.documentElement.scrollHeight;
   // Every collapsed part open: plots inside them are measured too, and the code panels must still fit.
   Array.prototype.forEach.call(document.querySelectorAll("details"), function (d) { d.open = true; });
   probe.overflow_open = document.documentElement.scrollWidth - W;
+  probe.height_open = document.documentElement.scrollHeight;
   probe.wide_elements = [];
   Array.prototype.forEach.call(document.querySelectorAll("main *, header *, nav *"), function (el) {
     var r = el.getBoundingClientRect();
