@@ -3,7 +3,7 @@
     twinvision tasks                                  list tasks and their status
     twinvision report [--tasks ..] [--profile quick|standard] [--out DIR]
     twinvision parity --task T [--json PATH]          parity levels L1-L4; non-zero exit on a breach
-    twinvision train  --task T --framework F          train one twin, print its metrics, save its weights
+    twinvision train  --task T --framework F [--workers N]   train one twin (on N processes), print its metrics
     twinvision export --task T                        write every artifact of both twins
     twinvision bench  --task T                        speed of every backend
     twinvision profile --task T --framework F         where a training step's time goes, per operation
@@ -132,6 +132,11 @@ def _cmd_train(args) -> int:
     check_framework(args.framework)
     if args.out:
         _writable_file(args.out, "--out")
+    if args.workers:
+        return _train_data_parallel(args)
+    if args.steps:
+        raise SpecError("--steps: only with --workers (the data-parallel job); one process trains the preset's "
+                        "whole plan")
     from .frameworks import load_twin
 
     spec = get_spec(args.task, args.preset)
@@ -146,6 +151,41 @@ def _cmd_train(args) -> int:
     out = Path(args.out or DEFAULT_HOME / "weights" / f"{args.task}-{args.preset}-{args.framework}.safetensors")
     twin.bridge.save_weights(model, out, {"task": args.task, "preset": args.preset})
     print(f"\nfinal metrics ({args.framework}, {len(history)} epochs, {seconds:.1f}s):")
+    for key, value in metrics.items():
+        shown = ", ".join(f"{v:.3f}" for v in value) if isinstance(value, list) else f"{value:.4f}"
+        print(f"  {key:<20} {shown}")
+    print(f"weights: {out}")
+    return 0
+
+
+def _train_data_parallel(args) -> int:
+    """``train --workers N``: the preset's batch plan (or its first ``--steps`` batches) on N processes of one
+    framework's engine (compare/data_parallel.py), then the trained weights evaluated in this process."""
+    from shared import data as D
+
+    spec = get_spec(args.task, args.preset)
+    batch = spec.train.batch_size
+    if batch % args.workers:
+        raise SpecError(f"--workers {args.workers}: the preset's batch of {batch} images does not split over "
+                        f"{args.workers} workers; expected a divisor of {batch}")
+    full = sum(len(b) == batch for epoch in D.batch_plan(D.load(spec).train.images.shape[0], batch, spec.train.epochs,
+                                                        spec.train.seed) for b in epoch)
+    steps = min(args.steps or full, full)
+    out = Path(args.out or DEFAULT_HOME / "weights" /
+               f"{args.task}-{args.preset}-{args.framework}-{args.workers}w.safetensors")
+    _writable_file(out, "--out")
+    from .data_parallel import train
+    from .frameworks import load_twin
+
+    print(f"training {args.task} ({args.preset}) with {args.framework} on {args.workers} worker(s), {steps} steps of "
+          f"{batch} images ({batch // args.workers} per worker) ...", flush=True)
+    result = train(args.framework, args.task, args.preset, args.workers, steps, batch, out,
+                   timeout_s=120 + 5 * steps, device=args.device)
+    twin = load_twin(args.framework, args.task)
+    model = twin.bridge.import_weights(twin.task.build_model(spec), result["weights"])
+    metrics = twin.task.evaluate(model, D.load(spec).test, spec)
+    print(f"\nfinal metrics ({args.framework}, {args.workers} workers, {steps} steps, {result['train_seconds']:.1f}s "
+          f"of training, {result['images_per_s']:.0f} images/s):")
     for key, value in metrics.items():
         shown = ", ".join(f"{v:.3f}" for v in value) if isinstance(value, list) else f"{value:.4f}"
         print(f"  {key:<20} {shown}")
@@ -396,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--out", type=Path, help="where to save the canonical weights (.safetensors)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=_count, help="data-parallel processes on this machine (torchrun and DDP, or "
+                   "tf.distribute's MultiWorkerMirroredStrategy); the preset's batch is split over them")
+    p.add_argument("--steps", type=_count, help="with --workers: stop after this many optimiser steps")
     p.set_defaults(func=_cmd_train)
     return parser
 

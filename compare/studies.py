@@ -1,7 +1,7 @@
 """Studies: what a task measures beyond the harness's common steps, with the seed's claims they grade.
 
-A task's plug-in (compare/tasks/<task>.py, ``TaskPlugin.studies``) lists its studies. Each is a function ``study(ctx) -> dict`` that the harness
-calls after the task's models are trained (``StudyContext``); ``Study.runs`` says on which of the task's
+A task's plug-in (compare/tasks/<task>.py, ``TaskPlugin.studies``) lists its studies. Each is a function
+``study(ctx) -> dict`` that the harness calls after the task's models are trained (``StudyContext``); ``Study.runs`` says on which of the task's
 runs: its main model, some of its variants (``TaskEntry.variants``) or every one. A study returns::
 
     {"title", "text",                             # what it measures and how

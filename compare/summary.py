@@ -153,7 +153,8 @@ def headline(summary: dict) -> list[str]:
             every = {1: "the", 2: "both"}.get(o["models"], f"all {o['models']}")
             verdict = f"a tie on {every} {models.split(' ', 1)[1]}"
         else:
-            verdict = f"{'split' if o['answer'] == 'split' else LABEL[o['answer']] + ' ahead'} ({', '.join(parts)} of {models})"
+            lead = "split" if o["answer"] == "split" else f"{LABEL[o['answer']]} ahead"
+            verdict = f"{lead} ({', '.join(parts)} of {models})"
         best = ""
         if o["best_paths"]:
             path, n = max(o["best_paths"].items(), key=lambda kv: kv[1])

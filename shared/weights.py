@@ -124,6 +124,15 @@ def load_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise WeightError(f"weight file {str(path)!r} is corrupt: {err}") from None
 
 
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file (what ``save_file`` was given, plus its format)."""
+    path = Path(path)
+    load_file(path)  # the same checks and errors as for the tensors
+    header_len = int.from_bytes(path.read_bytes()[:8], "little")
+    header = json.loads(path.read_bytes()[8:8 + header_len])
+    return dict(header.get("__metadata__") or {})
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` through a temp file in the same folder and a rename.
 

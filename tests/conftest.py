@@ -55,3 +55,36 @@ def data(run):
 def trained(run):
     """Canonical weights after the model's L5 training recipe (parity_mixin.RECIPES)."""
     return trained_weights(*run)
+
+
+# Command-line marks of the processes a data-parallel job starts (compare/data_parallel.py).
+WORKER_MARKS = ("pytorch_impl.data_parallel", "tensorflow_impl.data_parallel", "torch.distributed.run")
+
+
+def _workers_left() -> list[str]:
+    import os
+    import subprocess
+
+    ps = subprocess.run(["ps", "-eo", "pid,pgid,args"], capture_output=True, text=True).stdout
+    mine = str(os.getpid())
+    return [line.strip() for line in ps.splitlines()[1:]
+            if any(m in line for m in WORKER_MARKS) and line.split()[0] != mine]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_worker_left_behind():
+    """At the end of the session, no worker process of a data-parallel job may still run: any found is
+    killed and reported as an error of the suite."""
+    before = set(_workers_left())
+    yield
+    left = [line for line in _workers_left() if line not in before]
+    if left:
+        import os
+        import signal
+
+        for line in left:
+            try:
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        pytest.fail(f"data-parallel worker processes left behind: {left}")

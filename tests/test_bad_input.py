@@ -135,7 +135,8 @@ def test_every_runner_checks_its_input_as_predict_does(runners, bad):
     never the framework's own ("Given groups=1, weight of size..." or "Depth of input must be a multiple...")."""
     made, (h, w, c) = runners
     if bad == "size":
-        images, message = _good(h // 2, w // 2, c), rf"expected spatial size \({h}, {w}\); received \({h // 2}, {w // 2}\)"
+        images = _good(h // 2, w // 2, c)
+        message = rf"expected spatial size \({h}, {w}\); received \({h // 2}, {w // 2}\)"
     else:
         images, message = BAD_IMAGES[bad][0](h, w, c), BAD_IMAGES[bad][1](h, w, c)
     for name, runner in made.items():

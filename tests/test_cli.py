@@ -238,6 +238,13 @@ BAD_COMMAND_LINES = {  # case: (argv from tmp_path, expected message)
                                         "tpu"], "invalid choice: 'tpu'"),
     "train-out-forbidden": (lambda t: ["train", "--task", "classification", "--framework", "torch", "--out",
                                        "/proc/forbidden/w.safetensors"], "expected a folder this user can write"),
+    "train-workers-not-dividing-the-batch": (lambda t: ["train", "--task", "classification", "--framework", "torch",
+                                                        "--preset", "tiny", "--workers", "3"],
+                                             "--workers 3: the preset's batch of 32 images does not split over 3"),
+    "train-workers-zero": (lambda t: ["train", "--task", "classification", "--framework", "torch", "--workers", "0"],
+                           "argument --workers: expected a positive integer; received '0'"),
+    "train-steps-without-workers": (lambda t: ["train", "--task", "classification", "--framework", "torch",
+                                               "--steps", "5"], "--steps: only with --workers"),
     "bench-cache-forbidden": (lambda t: ["bench", "--task", "classification", "--cache", "/proc/forbidden"],
                               "expected a folder this user can write"),
     "export-unknown-task": (lambda t: ["export", "--task", "nope"], "unknown task 'nope'"),
@@ -269,3 +276,16 @@ def test_every_bad_input_gets_one_clear_line_and_exit_2(case, tmp_path, capsys, 
     assert len(lines) == 1 and message in lines[0], lines
     assert "Traceback" not in captured.err + captured.out
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing created, nothing half-written
+
+
+def test_train_on_two_workers_saves_the_weights_and_prints_metrics(tmp_path, capsys):
+    """`train --workers 2`: torchrun and DDP on loopback (the equivalence itself: tests/test_data_parallel.py)."""
+    out = tmp_path / "w.safetensors"
+    assert cli.main(["train", "--task", "classification", "--framework", "torch", "--preset", "tiny", "--workers",
+                     "2", "--steps", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "on 2 worker(s), 2 steps of 32 images (16 per worker)" in printed and "accuracy" in printed
+    from shared.weights import read_metadata
+
+    meta = read_metadata(out)
+    assert meta["workers"] == "2" and meta["steps"] == "2" and len(meta["losses"].split(",")) == 2

@@ -112,7 +112,8 @@ def test_detection_metrics_go_through_the_twins_postprocess():
     split = load(spec).test
     with pytest.raises(ValueError, match="needs the twin's postprocess"):
         evaluate_outputs(spec, {}, split)
-    truth = [{"boxes": b, "scores": np.ones(len(b), np.float32), "labels": y} for b, y in zip(split.boxes, split.labels)]
+    truth = [{"boxes": b, "scores": np.ones(len(b), np.float32), "labels": y}
+             for b, y in zip(split.boxes, split.labels)]
     metrics = evaluate_outputs(spec, {}, split, postprocess=lambda outputs, s: truth)
     assert metrics[primary_metric("detection")] == 1.0 and metrics["map"] == 1.0
     packed = training_targets(split, spec)
@@ -131,7 +132,8 @@ def test_every_finished_task_is_in_the_default_report():
     for name, entry in TASKS.items():  # every task with twins has a harness plug-in
         if entry.status in RUNNABLE:
             assert isinstance(plugin(name), TaskPlugin)
-    with pytest.raises(ValueError, match=r"no compare.tasks module for task 'ocr' \(expected compare/tasks/ocr.py with PLUGIN"):
+    with pytest.raises(ValueError,
+                       match=r"no compare.tasks module for task 'ocr' \(expected compare/tasks/ocr.py with PLUGIN"):
         plugin("ocr")
 
 

@@ -408,7 +408,8 @@ def test_detection_runs_through_the_same_harness(tmp_path):  # CI's nightly job:
     qat = rows["tflite-int8-qat"]  # tfmot rebuilds the classifier only: a declared limit, recorded as skipped
     assert qat["status"] == "skipped" and "no tf_keras functional twin" in qat["reason"]
     compression = {r["variant"]: r for r in task["compression"]}  # the same limit for pruning and clustering
-    assert all(r["status"] == "skipped" for n, r in compression.items() if n.startswith("tflite-") and n != "tflite-fp32")
+    assert all(r["status"] == "skipped" for n, r in compression.items()
+               if n.startswith("tflite-") and n != "tflite-fp32")
     assert all(r["status"] == "ok" for n, r in compression.items() if n.startswith("torch-") or n == "tflite-fp32")
     assert not [e for e in task["errors"] if "compression" in e], task["errors"]
     # TFLite int8 of the SSD runs (the TF max pool pads with the input's minimum, not -inf), and the ORT int8

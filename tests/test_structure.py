@@ -192,6 +192,15 @@ def task_and_model_names() -> set[str]:
     return set(TASKS) | {e.model for e in TASKS.values() if e.model} | {v for e in TASKS.values() for v in e.variants}
 
 
+PROJECT_PACKAGES = ("shared", "compare", "pytorch_impl", "tensorflow_impl")
+
+
+def _project_module(module: str | None, level: int) -> bool:
+    """An import of this project's code (relative, or one of its packages); a library's module path such as
+    ``torch.distributed`` is no switch on the task of that name."""
+    return level > 0 or (module or "").split(".")[0] in PROJECT_PACKAGES
+
+
 def names_in(source: str, names: set[str]) -> list[str]:
     """Where ``source`` names one of ``names`` in code: an identifier, attribute, argument or imported module
     holding it as a word (``detection_parity``, ``shared.specs.classification``), or a string that is the
@@ -214,10 +223,10 @@ def names_in(source: str, names: set[str]) -> list[str]:
             words = [node.name]
         elif isinstance(node, ast.arg):
             words = [node.arg]
-        elif isinstance(node, ast.ImportFrom):
+        elif isinstance(node, ast.ImportFrom) and _project_module(node.module, node.level):
             words = [node.module or "", *(a.name for a in node.names)]
         elif isinstance(node, ast.Import):
-            words = [a.name for a in node.names]
+            words = [a.name for a in node.names if _project_module(a.name, 0)]
         for name in names:
             word = re.compile(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])")
             hits += [f"line {node.lineno}: {w!r}" for w in words if word.search(w)]
@@ -237,3 +246,5 @@ def test_the_name_check_catches_a_switch():
     assert names_in("from shared.data.detection import load\n", names)
     assert names_in("def yolo_boxes(x): ...\n", names) and names_in('run = "detection.yolo"\n', names)
     assert not names_in('"""A detection docstring."""\n# a yolo comment\nerror = "no detection here"\n', names)
+    assert not names_in("import torch.distributed as dist\nfrom torch.distributed import nn\n", {"distributed"})
+    assert names_in("from .distributed import x\nimport compare.distributed\n", {"distributed"})

@@ -26,8 +26,8 @@ VERDICT_CLASS = {"supported": "ok", "refuted": "bad", "mixed": "mixed", "tie": "
 
 
 def inline_svg(svg: str, prefix: str) -> str:
-    """matplotlib's SVG ready to sit in the page: no XML prolog or metadata, every id (and every reference to one) prefixed,
-    so that two plots never share an id."""
+    """matplotlib's SVG ready to sit in the page: no XML prolog or metadata, every id (and every reference to
+    one) prefixed, so that two plots never share an id."""
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)  # RDF boilerplate naming matplotlib's site
     svg = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', svg)
@@ -137,7 +137,8 @@ def render(results: dict, out: str | Path) -> None:
                "reference_steps": training_speed.REFERENCE_STEPS,
                "verdict_class": VERDICT_CLASS, "guide": guide.entries(), "peak": peak,
                "pygments_css": HtmlFormatter().get_style_defs(".code"),
-               "anchors": {f"task-{s['name']}" for s in sections} | {"summary", "claims", "code", "guide", "environment"}
+               "anchors": {f"task-{s['name']}" for s in sections}
+               | {"summary", "claims", "code", "guide", "environment"}
                | {f"study-{s['name']}-{st['name']}" for s in sections for st in s["task"].get("studies", [])}}
     context["code"] = code_view({s["task"].get("task") or s["name"].split(".")[0] for s in sections})
     write_atomic(out / "index.html", env.get_template("index.html.j2").render(**context))

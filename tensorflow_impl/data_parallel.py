@@ -1,0 +1,154 @@
+"""Data-parallel training of a twin model with tf.distribute, one process per worker.
+
+Twin of ``pytorch_impl/data_parallel.py``. ``compare.data_parallel`` starts one process per worker with its
+TF_CONFIG (the cluster's addresses and this worker's index); each joins a MultiWorkerMirroredStrategy and
+trains on its slice of every global batch of the project's batch plan, so that N workers with B images each see
+exactly the batches one process with N x B images sees.
+
+The loop is a custom one (``strategy.run`` and ``strategy.reduce``): Keras 3's ``fit()`` under
+MultiWorkerMirroredStrategy fails (a PerReplica value reaches a Tensor conversion; measured with Keras 3.15),
+while the custom loop ends with the same weights on every worker.
+
+BatchNorm across workers: synchronized, as in the PyTorch twin. Each BatchNorm2d in training computes its batch
+mean and variance over the images of every replica (two all-reduces in the replica context, whose gradient is
+the all-reduce of the gradient), so N workers compute what one process does on the whole batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from shared.data import batch_plan, load, training_targets
+from shared.specs import get_spec
+
+from . import bridge
+from .layers import BatchNorm2d
+from .tensors import targets_to_native, to_native
+from .training import make_optimizer
+
+
+class SyncBatchNorm2d(BatchNorm2d):
+    """BatchNorm2d whose training statistics are those of the global batch (every replica's images).
+
+    Outside training, or with one replica, it is the plain layer."""
+
+    def call(self, x, training=False):
+        replica = tf.distribute.get_replica_context()
+        if not training or replica is None or replica.num_replicas_in_sync == 1:
+            return super().call(x, training=training)
+        total = tf.distribute.ReduceOp.SUM
+        count = replica.all_reduce(total, tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype))
+        mean = replica.all_reduce(total, tf.reduce_sum(x, axis=[0, 1, 2])) / count
+        centred = x - mean
+        var = replica.all_reduce(total, tf.reduce_sum(centred * centred, axis=[0, 1, 2])) / count  # biased
+        m = self.momentum  # Keras' momentum is the old statistic's weight; torch's update of the variance
+        self.moving_mean.assign(self.moving_mean * m + tf.stop_gradient(mean) * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m
+                                    + tf.stop_gradient(var) * count / (count - 1.0) * (1.0 - m))
+        return centred * (self.gamma * tf.math.rsqrt(var + self.epsilon)) + self.beta
+
+
+def sync_batchnorm(model):
+    """Every BatchNorm2d of ``model`` made synchronized in place (variables kept)."""
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        if type(layer) is BatchNorm2d:
+            layer.__class__ = SyncBatchNorm2d
+    return model
+
+
+def join(device: str = "cpu") -> tuple[tf.distribute.Strategy, int, int]:
+    """The strategy of this worker from its TF_CONFIG (none or one worker: TensorFlow's default strategy);
+    (strategy, rank, world size)."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    world = len(config.get("cluster", {}).get("worker", [])) or 1
+    if world == 1:
+        return tf.distribute.get_strategy(), 0, 1
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.NCCL if device.startswith("cuda")
+        else tf.distribute.experimental.CommunicationImplementation.RING)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    return strategy, int(config["task"]["index"]), world
+
+
+def shard(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """This worker's part of one global batch (index array): contiguous slices of equal size."""
+    if len(batch) % world:
+        raise ValueError(f"a global batch of {len(batch)} images does not split over {world} workers; expected a "
+                         f"multiple of {world}")
+    size = len(batch) // world
+    return batch[rank * size:(rank + 1) * size]
+
+
+def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int, rank: int, world: int,
+          strategy: tf.distribute.Strategy, device: str = "cpu") -> tuple[object, list[float], float]:
+    """``steps`` optimiser steps of the global batch plan on this worker's slices; returns the model, the global
+    batch's losses and the wall time of the steps."""
+    data = load(spec)
+    batches = [b for epoch in batch_plan(len(data.train), global_batch, spec.train.epochs, spec.train.seed)
+               for b in epoch if len(b) == global_batch][:steps]
+    if len(batches) < steps:
+        raise ValueError(f"{steps} steps of {global_batch} images: the training split has only {len(batches)}")
+    # Keras sums the replicas' gradients, and the coupled weight decay is added to each replica's gradient
+    # before that sum: each replica adds 1/world of it, so the decay is applied once, as in one process.
+    train_spec = dataclasses.replace(spec.train, weight_decay=spec.train.weight_decay / world)
+    with strategy.scope():
+        model = sync_batchnorm(bridge.import_weights(task.build_model(spec), init))
+        optimizer = make_optimizer(model, train_spec, total_steps=len(batches))
+        optimizer.build(model.trainable_variables)
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            loss = task.compute_loss(model(x, training=True), y, spec)["loss"]
+            share = loss / world  # this replica's mean over its images, a world-th of the global mean
+        grads = tape.gradient(share, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def step(x, y):
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, strategy.run(replica_step, args=(x, y)), axis=None)
+
+    x = to_native(data.train.images, channels=spec.model.in_channels, device=device)
+    y = targets_to_native(training_targets(data.train, spec), device)
+    losses, started = [], time.perf_counter()
+    for batch in batches:
+        idx = shard(batch, rank, world)
+        losses.append(float(step(tf.gather(x, idx), tf.gather(y, idx))))
+    return model, losses, time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One worker of ``compare.data_parallel``'s TensorFlow job (TF_CONFIG in its environment)."""
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="tensorflow_impl.data_parallel")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--preset", required=True)
+    parser.add_argument("--init", required=True, help="canonical initial weights (.safetensors)")
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--global-batch", type=int, required=True)
+    parser.add_argument("--out", required=True, help="rank 0 writes the trained weights here")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    strategy, rank, world = join(args.device)  # first: the strategy must exist before other TensorFlow work
+    spec = get_spec(args.task, args.preset)
+    task = importlib.import_module(f"tensorflow_impl.{args.task}")
+    from shared.weights import load_file
+
+    model, losses, seconds = train(task, spec, load_file(args.init), args.steps, args.global_batch, rank, world,
+                                   strategy, args.device)
+    if rank == 0:
+        bridge.save_weights(model, args.out, {"workers": str(world), "steps": str(args.steps),
+                                              "seconds": f"{seconds:.6f}", "losses": ",".join(map(str, losses))})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
