@@ -134,6 +134,9 @@ def _cmd_train(args) -> int:
         _writable_file(args.out, "--out")
     if args.workers:
         return _train_data_parallel(args)
+    if args.nodes > 1 or args.master or args.hosts or args.node_rank or args.checkpoint or args.max_restarts:
+        raise SpecError("--nodes, --node-rank, --master, --hosts, --checkpoint and --max-restarts: only with "
+                        "--workers (the data-parallel job)")
     if args.steps:
         raise SpecError("--steps: only with --workers (the data-parallel job); one process trains the preset's "
                         "whole plan")
@@ -159,32 +162,53 @@ def _cmd_train(args) -> int:
 
 
 def _train_data_parallel(args) -> int:
-    """``train --workers N``: the preset's batch plan (or its first ``--steps`` batches) on N processes of one
-    framework's engine (compare/data_parallel.py), then the trained weights evaluated in this process."""
+    """``train --workers N [--nodes M ...]``: the preset's batch plan (or its first ``--steps`` batches) on N
+    processes per machine of one framework's engine (compare/data_parallel.py); node 0 then evaluates the
+    trained weights and saves them."""
     from shared import data as D
 
+    from .data_parallel import Cluster
+
+    try:
+        cluster = Cluster(args.nodes, args.node_rank, args.master or "",
+                          tuple(h for h in (args.hosts or "").split(",") if h))
+    except ValueError as err:
+        raise SpecError(str(err)) from None
     spec = get_spec(args.task, args.preset)
-    batch = spec.train.batch_size
-    if batch % args.workers:
+    batch, world = spec.train.batch_size, args.workers * args.nodes
+    if batch % world:
         raise SpecError(f"--workers {args.workers}: the preset's batch of {batch} images does not split over "
-                        f"{args.workers} workers; expected a divisor of {batch}")
+                        f"{world} workers; expected a divisor of {batch}")
     full = sum(len(b) == batch for epoch in D.batch_plan(D.load(spec).train.images.shape[0], batch, spec.train.epochs,
                                                         spec.train.seed) for b in epoch)
     steps = min(args.steps or full, full)
     out = Path(args.out or DEFAULT_HOME / "weights" /
-               f"{args.task}-{args.preset}-{args.framework}-{args.workers}w.safetensors")
+               f"{args.task}-{args.preset}-{args.framework}-{world}w.safetensors")
     _writable_file(out, "--out")
     from .data_parallel import train
     from .frameworks import load_twin
 
-    print(f"training {args.task} ({args.preset}) with {args.framework} on {args.workers} worker(s), {steps} steps of "
-          f"{batch} images ({batch // args.workers} per worker) ...", flush=True)
+    print(f"training {args.task} ({args.preset}) with {args.framework} on {world} worker(s)"
+          + (f" ({args.nodes} nodes, this one {args.node_rank})" if args.nodes > 1 else "")
+          + f", {steps} steps of {batch} images ({batch // world} per worker) ...", flush=True)
+    if args.max_restarts < 0 or (args.max_restarts and not args.checkpoint):
+        raise SpecError(f"--max-restarts {args.max_restarts}: expected 0 or more, and a --checkpoint folder to "
+                        f"resume from")
+    if args.checkpoint:
+        _writable_folder(args.checkpoint, "--checkpoint")
     result = train(args.framework, args.task, args.preset, args.workers, steps, batch, out,
-                   timeout_s=120 + 5 * steps, device=args.device)
+                   timeout_s=120 + 5 * steps, device=args.device, cluster=cluster, checkpoint=args.checkpoint,
+                   every=args.every, max_restarts=args.max_restarts)
+    for resume in result.get("resumes", []):
+        print(f"restarted from the checkpoint of step {resume['from_step']}: {resume['lost_steps']} step(s) lost")
+    if args.node_rank:
+        print(f"node {args.node_rank}: its {args.workers} worker(s) finished in {result['job_seconds']:.1f}s; node 0 "
+              f"holds the weights")
+        return 0
     twin = load_twin(args.framework, args.task)
     model = twin.bridge.import_weights(twin.task.build_model(spec), result["weights"])
     metrics = twin.task.evaluate(model, D.load(spec).test, spec)
-    print(f"\nfinal metrics ({args.framework}, {args.workers} workers, {steps} steps, {result['train_seconds']:.1f}s "
+    print(f"\nfinal metrics ({args.framework}, {world} workers, {steps} steps, {result['train_seconds']:.1f}s "
           f"of training, {result['images_per_s']:.0f} images/s):")
     for key, value in metrics.items():
         shown = ", ".join(f"{v:.3f}" for v in value) if isinstance(value, list) else f"{value:.4f}"
@@ -439,6 +463,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_count, help="data-parallel processes on this machine (torchrun and DDP, or "
                    "tf.distribute's MultiWorkerMirroredStrategy); the preset's batch is split over them")
     p.add_argument("--steps", type=_count, help="with --workers: stop after this many optimiser steps")
+    p.add_argument("--nodes", type=_count, default=1, help="with --workers: machines in the job (default 1)")
+    p.add_argument("--node-rank", type=int, default=0, help="this machine's index, 0 to nodes - 1 (node 0 saves)")
+    p.add_argument("--master", help="HOST:PORT of node 0 (torchrun's rendezvous; TensorFlow's workers listen on "
+                   "the ports after it)")
+    p.add_argument("--checkpoint", type=Path, help="with --workers: a folder for the job's checkpoint; a restarted "
+                   "job resumes from it")
+    p.add_argument("--every", type=_count, default=50, help="with --checkpoint: steps between checkpoints")
+    p.add_argument("--max-restarts", type=int, default=0, help="with --workers: restarts of the job after a worker "
+                   "dies (it resumes from --checkpoint)")
+    p.add_argument("--hosts", help="TensorFlow: each node's host name, comma-separated in node order (default: the "
+                   "master's host for all, as on one machine)")
     p.set_defaults(func=_cmd_train)
     return parser
 

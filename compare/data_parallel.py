@@ -21,8 +21,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from shared.specs import FRAMEWORKS, check_framework
+from shared.specs import check_framework
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = {"torch": "pytorch_impl.data_parallel", "tensorflow": "tensorflow_impl.data_parallel"}
@@ -81,31 +82,72 @@ def _tail(path: Path, lines: int = 8) -> str:
     return (f"{causes[0]}\n" if causes else "") + "\n".join(text[-lines:])
 
 
-def start(framework: str, worker_args: list[str], workers: int, log_dir: Path, threads: int | None = None) -> Job:
-    """Start the job's processes; their stdout and stderr go to ``log_dir/worker-<i>.log``."""
+@dataclass(frozen=True)
+class Cluster:
+    """Where the job's workers are: ``nodes`` machines with ``workers`` processes each, this one ``node_rank``.
+
+    PyTorch needs the master's address only (torchrun's rendezvous); TensorFlow needs every worker's address in
+    TF_CONFIG: worker ``i`` of node ``n`` listens on ``hosts[n]:port + 1 + n * workers + i`` (``port`` the
+    master's), so every node derives the same list from the same command line.
+    """
+
+    nodes: int = 1
+    node_rank: int = 0
+    master: str = ""  # "host:port"; empty: this machine alone, on free loopback ports
+    hosts: tuple[str, ...] = ()  # one per node (TensorFlow); empty: every node at the master's host
+
+    def __post_init__(self):
+        if not 1 <= self.nodes <= MAX_WORKERS:
+            raise ValueError(f"nodes: expected an integer from 1 to {MAX_WORKERS}; received {self.nodes!r}")
+        if not 0 <= self.node_rank < self.nodes:
+            raise ValueError(f"node rank: expected 0 to {self.nodes - 1}; received {self.node_rank!r}")
+        if self.nodes > 1 and not re.fullmatch(r"[\w.\-]+:\d{1,5}", self.master):
+            raise ValueError(f"master: expected HOST:PORT of node 0 when there are {self.nodes} nodes; received "
+                             f"{self.master!r}")
+        if self.hosts and len(self.hosts) != self.nodes:
+            raise ValueError(f"hosts: expected one per node ({self.nodes}); received {list(self.hosts)}")
+
+    def address(self) -> tuple[str, int]:
+        host, port = self.master.rsplit(":", 1)
+        return host, int(port)
+
+    def tf_workers(self, workers: int) -> list[str]:
+        host, port = self.address()
+        hosts = self.hosts or (host,) * self.nodes
+        return [f"{hosts[n]}:{port + 1 + n * workers + i}" for n in range(self.nodes) for i in range(workers)]
+
+
+def start(framework: str, worker_args: list[str], workers: int, log_dir: Path, threads: int | None = None,
+          max_restarts: int = 0, attempt: int = 0, cluster: Cluster = Cluster()) -> Job:
+    """Start this node's processes of the job; their output goes to ``log_dir/worker-<i>[.<attempt>].log``."""
     check_framework(framework)
     check_workers(workers)
     log_dir.mkdir(parents=True, exist_ok=True)
     per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(per_worker), "TF_NUM_INTRAOP_THREADS": str(per_worker),
            "TF_NUM_INTEROP_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("TF_CONFIG", None)
     job = Job(framework)
     if framework == "torch":
-        (port,) = free_ports(1)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(workers),
-               "--master-addr", "127.0.0.1", "--master-port", str(port), "--max-restarts", "0",
-               "-m", MODULES["torch"], *worker_args]
+        # torchrun restarts every local worker when one dies (its elastic agent); they resume from the checkpoint.
+        host, port = cluster.address() if cluster.master else ("127.0.0.1", free_ports(1)[0])
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(cluster.nodes), "--node-rank",
+               str(cluster.node_rank), "--nproc-per-node", str(workers), "--master-addr", host, "--master-port",
+               str(port), "--max-restarts", str(max_restarts), "-m", MODULES["torch"], *worker_args]
         commands = [(cmd, env)]
+    elif workers * cluster.nodes == 1:
+        commands = [([sys.executable, "-m", MODULES["tensorflow"], *worker_args], env)]
     else:
-        addresses = [f"127.0.0.1:{p}" for p in free_ports(workers)]
+        addresses = (cluster.tf_workers(workers) if cluster.master
+                     else [f"127.0.0.1:{p}" for p in free_ports(workers)])
+        first = cluster.node_rank * workers
         commands = [([sys.executable, "-m", MODULES["tensorflow"], *worker_args],
                      {**env, "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
-                                                      "task": {"type": "worker", "index": i}})})
-                    for i in range(workers)] if workers > 1 else [
-            ([sys.executable, "-m", MODULES["tensorflow"], *worker_args], {k: v for k, v in env.items()
-                                                                           if k != "TF_CONFIG"})]
+                                                      "task": {"type": "worker", "index": first + i}})})
+                    for i in range(workers)]
+    suffix = f".{attempt}" if attempt else ""
     for i, (cmd, cmd_env) in enumerate(commands):
-        log = log_dir / f"worker-{i}.log"
+        log = log_dir / f"worker-{i}{suffix}.log"
         with open(log, "wb") as out:
             job.processes.append(subprocess.Popen(cmd, cwd=ROOT, env=cmd_env, stdout=out, stderr=subprocess.STDOUT,
                                                   start_new_session=True))
@@ -113,14 +155,21 @@ def start(framework: str, worker_args: list[str], workers: int, log_dir: Path, t
     return job
 
 
-def wait(job: Job, timeout_s: float) -> float:
-    """Wait for every process of ``job``; seconds taken. The first failure, or the time limit, kills the rest
-    and raises DistributedError with that worker's last lines."""
-    started = time.perf_counter()
+def wait(job: Job, timeout_s: float, restart: Callable[[int], Job] | None = None, max_restarts: int = 0) -> float:
+    """Wait for every process of ``job``; seconds taken. A failing worker is restarted with the whole job
+    (``restart(attempt)``, at most ``max_restarts`` times: TensorFlow's workers, which have no agent of their
+    own); after that, the first failure or the time limit kills the rest and raises DistributedError with the
+    worker's error and last lines."""
+    started, attempt = time.perf_counter(), 0
     try:
         while True:
             codes = [p.poll() for p in job.processes]
             failed = [i for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed and restart is not None and attempt < max_restarts:
+                job.kill()
+                attempt += 1
+                job = restart(attempt)
+                continue
             if failed:
                 i = failed[0]
                 raise DistributedError(f"{job.framework} worker {i} exited with code {codes[i]}; its last lines:\n"
@@ -130,7 +179,7 @@ def wait(job: Job, timeout_s: float) -> float:
             if time.perf_counter() - started > timeout_s:
                 raise DistributedError(f"{job.framework} job did not finish within {timeout_s:.0f} s; worker 0's "
                                        f"last lines:\n{_tail(job.logs[0])}")
-            time.sleep(0.1)
+            time.sleep(0.05)
     finally:
         job.kill()
 
@@ -151,22 +200,39 @@ def initial_weights(task: str, preset: str, path: Path) -> Path:
 
 
 def train(framework: str, task: str, preset: str, workers: int, steps: int, global_batch: int, out: Path,
-          init: Path | None = None, timeout_s: float = 300.0, device: str = "cpu") -> dict:
+          init: Path | None = None, timeout_s: float = 300.0, device: str = "cpu", checkpoint: Path | None = None,
+          every: int = 0, max_restarts: int = 0, cluster: Cluster = Cluster()) -> dict:
     """Train ``steps`` steps of ``global_batch`` images on ``workers`` processes; rank 0 writes the weights to
-    ``out`` (safetensors, with the per-step losses in its metadata). Returns what the job reported."""
+    ``out`` (safetensors, with the per-step losses in its metadata). Returns what the job reported.
+
+    With ``checkpoint`` (a folder) the state is saved every ``every`` steps, and a job whose worker dies is
+    restarted (up to ``max_restarts`` times: torchrun's agent for PyTorch, this launcher for TensorFlow) and
+    resumes from it; ``resumes`` lists each restart's lost work (shared.checkpoint). On several machines
+    (``cluster``) each node runs this with its node rank; node 0 writes ``out`` and returns the figures, the
+    others return once their workers are done."""
+    from shared import checkpoint as CK
     from shared.weights import load_file, read_metadata
 
     check_workers(workers)
-    if framework not in FRAMEWORKS:
-        check_framework(framework)
+    check_framework(framework)
     out = Path(out)
     init = init or initial_weights(task, preset, out.with_suffix(".init.safetensors"))
     args = ["--task", task, "--preset", preset, "--init", str(init), "--steps", str(steps), "--global-batch",
             str(global_batch), "--out", str(out), "--device", device]
-    job = start(framework, args, workers, out.parent / f"{out.stem}-logs")
-    seconds = wait(job, timeout_s)
-    meta = read_metadata(out)
+    if checkpoint is not None:
+        Path(checkpoint).mkdir(parents=True, exist_ok=True)
+        args += ["--checkpoint", str(checkpoint), "--every", str(every)]
+    logs = out.parent / f"{out.stem}-logs"
+    agent_restarts = max_restarts if framework == "torch" else 0
+    job = start(framework, args, workers, logs, max_restarts=agent_restarts, cluster=cluster)
+    relaunch = None if framework == "torch" else (
+        lambda attempt: start(framework, args, workers, logs, attempt=attempt, cluster=cluster))
+    seconds = wait(job, timeout_s, relaunch, max_restarts if relaunch else 0)
+    if cluster.node_rank:
+        return {"framework": framework, "workers": workers, "node_rank": cluster.node_rank, "job_seconds": seconds}
+    meta, resumes = read_metadata(out), CK.resumes(checkpoint) if checkpoint is not None else []
+    timed = steps - (resumes[-1]["from_step"] if resumes else 0)  # the steps of the last attempt, which was timed
     return {"framework": framework, "workers": workers, "steps": steps, "global_batch": global_batch,
             "weights": load_file(out), "losses": [float(v) for v in meta["losses"].split(",")],
             "train_seconds": float(meta["seconds"]), "job_seconds": seconds,
-            "images_per_s": steps * global_batch / float(meta["seconds"])}
+            "images_per_s": timed * global_batch / float(meta["seconds"]), "resumes": resumes}

@@ -10,6 +10,10 @@ over the images of every worker (two all-reduces, autograd-aware), so N workers 
 on the whole batch, running statistics included: the equivalence the tests check is exact up to float
 summation order. torch's own SyncBatchNorm runs on GPUs only, hence this layer; TensorFlow's twin makes the
 same choice with the replica context's all-reduce.
+
+Fault tolerance: with ``--checkpoint DIR``, rank 0 saves weights and momentum every ``--every`` steps
+(shared.checkpoint: canonical safetensors, atomic, no pickle), and a job that torchrun restarts after a
+worker died resumes from there, on the same batches, to the same weights as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 
+from shared import checkpoint as CK
+from shared import weights as W
 from shared.data import batch_plan, load, training_targets
 from shared.specs import get_spec
 
@@ -79,10 +85,40 @@ def shard(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
     return batch[rank * size:(rank + 1) * size]
 
 
+def save_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, losses: list[float]) -> None:
+    """Weights, SGD momentum and the steps done (their losses), canonical and atomic (shared.checkpoint)."""
+    tensors = bridge.export_weights(model)
+    names = {id(p): key for key, p in model.named_parameters()}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            buf = optimizer.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                tensors[f"{CK.MOMENTUM}{names[id(p)]}"] = buf.detach().cpu().numpy()
+    W.save_file(tensors, path, {"steps": str(len(losses)), "losses": ",".join(map(str, losses))})
+
+
+def load_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[float]:
+    """The state ``save_checkpoint`` wrote, into ``model`` and ``optimizer``; the losses of the steps done."""
+    if not isinstance(optimizer, torch.optim.SGD):
+        raise ValueError(f"checkpoints hold SGD momentum; this job's optimizer is {type(optimizer).__name__}")
+    tensors, meta = W.load_file(path), W.read_metadata(path)
+    bridge.import_weights(model, {k: v for k, v in tensors.items() if not k.startswith(CK.MOMENTUM)},
+                          source=f"checkpoint {str(path)!r}")
+    params = dict(model.named_parameters())
+    for key, value in tensors.items():
+        if key.startswith(CK.MOMENTUM):
+            optimizer.state[params[key[len(CK.MOMENTUM):]]]["momentum_buffer"] = torch.as_tensor(value).clone()
+    return [float(v) for v in meta["losses"].split(",") if v]
+
+
 def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int, rank: int, world: int,
-          device: str = "cpu") -> tuple[torch.nn.Module, list[float], float]:
+          device: str = "cpu", checkpoint: str | None = None, every: int = 0
+          ) -> tuple[torch.nn.Module, list[float], float]:
     """``steps`` optimiser steps of the global batch plan on this worker's slices; returns the model (unwrapped),
-    the global batch's losses and the wall time of the steps."""
+    the global batch's losses and the wall time of the steps.
+
+    With ``checkpoint`` (a folder), rank 0 saves the state every ``every`` steps and a restarted job resumes
+    from the last one; every rank records its steps there (shared.checkpoint)."""
     data = load(spec)
     model = sync_batchnorm(bridge.import_weights(task.build_model(spec), init)).to(device)
     wrapped = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
@@ -93,14 +129,25 @@ def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int
     x = to_native(data.train.images, channels=spec.model.in_channels, device=device)
     y = targets_to_native(training_targets(data.train, spec), device)
     trainer = Trainer(wrapped, spec, task.compute_loss, total_steps=len(batches), device=device)
-    losses, started = [], time.perf_counter()
-    for batch in batches:
+    losses: list[float] = []
+    if checkpoint and CK.latest(checkpoint).exists():
+        losses = load_checkpoint(CK.latest(checkpoint), model, trainer.optimizer)
+        for _ in losses:  # the schedule at the step the checkpoint was taken
+            trainer.schedule.step()
+        if rank == 0:
+            CK.note_resume(checkpoint, len(losses))
+    started = time.perf_counter()
+    for done, batch in enumerate(batches[len(losses):], start=len(losses) + 1):
         idx = torch.as_tensor(shard(batch, rank, world), device=x.device)
         loss = torch.tensor(trainer.step(x[idx], y[idx]))
         if world > 1:  # the global batch's loss: the mean of the workers' (equal-sized) means
             dist.all_reduce(loss)
             loss /= world
         losses.append(float(loss))
+        if checkpoint:
+            if rank == 0 and every and done % every == 0 and done < steps:
+                save_checkpoint(CK.latest(checkpoint), model, trainer.optimizer, losses)
+            CK.record_step(checkpoint, rank, done)
     return model.cpu(), losses, time.perf_counter() - started
 
 
@@ -116,16 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--global-batch", type=int, required=True)
     parser.add_argument("--out", required=True, help="rank 0 writes the trained weights here")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--checkpoint", help="a folder: resume from its checkpoint, save one every --every steps")
+    parser.add_argument("--every", type=int, default=0)
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     rank, world = join(args.device)
     try:
         spec = get_spec(args.task, args.preset)
         task = importlib.import_module(f"pytorch_impl.{args.task}")
-        from shared.weights import load_file
-
-        model, losses, seconds = train(task, spec, load_file(args.init), args.steps, args.global_batch, rank, world,
-                                       args.device)
+        model, losses, seconds = train(task, spec, W.load_file(args.init), args.steps, args.global_batch, rank, world,
+                                       args.device, args.checkpoint, args.every)
         if rank == 0:
             bridge.save_weights(model, args.out, {"workers": str(world), "steps": str(args.steps),
                                                   "seconds": f"{seconds:.6f}", "losses": ",".join(map(str, losses))})

@@ -12,6 +12,11 @@ while the custom loop ends with the same weights on every worker.
 BatchNorm across workers: synchronized, as in the PyTorch twin. Each BatchNorm2d in training computes its batch
 mean and variance over the images of every replica (two all-reduces in the replica context, whose gradient is
 the all-reduce of the gradient), so N workers compute what one process does on the whole batch.
+
+Fault tolerance: with ``--checkpoint DIR``, rank 0 saves weights and momentum every ``--every`` steps
+(shared.checkpoint: canonical safetensors, atomic, no pickle; the same file the PyTorch twin writes), and a job
+that ``compare.data_parallel`` restarts after a worker died resumes from there, on the same batches, to the
+same weights as an uninterrupted run. (Keras' BackupAndRestore serves ``fit()``, which this loop replaces.)
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from shared import checkpoint as CK
+from shared import weights as W
 from shared.data import batch_plan, load, training_targets
 from shared.specs import get_spec
 
@@ -86,10 +93,40 @@ def shard(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
     return batch[rank * size:(rank + 1) * size]
 
 
+def save_checkpoint(path, model, optimizer, losses: list[float]) -> None:
+    """Weights, SGD momentum and the steps done (their losses), canonical and atomic (shared.checkpoint)."""
+    tensors = bridge.export_weights(model)
+    for key, var, kind in bridge.variable_map(model):
+        if var.trainable:
+            momentum = optimizer.momentums[optimizer._get_variable_index(var)]
+            tensors[f"{CK.MOMENTUM}{key}"] = W.from_keras(kind, np.asarray(momentum))
+    W.save_file(tensors, path, {"steps": str(len(losses)), "losses": ",".join(map(str, losses))})
+
+
+def load_checkpoint(path, model, optimizer) -> list[float]:
+    """The state ``save_checkpoint`` wrote, into ``model`` and ``optimizer``; the losses of the steps done."""
+    if not hasattr(optimizer, "momentums"):
+        raise ValueError(f"checkpoints hold SGD momentum; this job's optimizer is {type(optimizer).__name__}")
+    tensors, meta = W.load_file(path), W.read_metadata(path)
+    bridge.import_weights(model, {k: v for k, v in tensors.items() if not k.startswith(CK.MOMENTUM)},
+                          source=f"checkpoint {str(path)!r}")
+    for key, var, kind in bridge.variable_map(model):
+        if f"{CK.MOMENTUM}{key}" in tensors:
+            optimizer.momentums[optimizer._get_variable_index(var)].assign(
+                W.to_keras(kind, tensors[f"{CK.MOMENTUM}{key}"]))
+    losses = [float(v) for v in meta["losses"].split(",") if v]
+    optimizer.iterations.assign(len(losses))  # the schedule at the step the checkpoint was taken
+    return losses
+
+
 def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int, rank: int, world: int,
-          strategy: tf.distribute.Strategy, device: str = "cpu") -> tuple[object, list[float], float]:
+          strategy: tf.distribute.Strategy, device: str = "cpu", checkpoint: str | None = None, every: int = 0
+          ) -> tuple[object, list[float], float]:
     """``steps`` optimiser steps of the global batch plan on this worker's slices; returns the model, the global
-    batch's losses and the wall time of the steps."""
+    batch's losses and the wall time of the steps.
+
+    With ``checkpoint`` (a folder), rank 0 saves the state every ``every`` steps and a restarted job resumes
+    from the last one; every rank records its steps there (shared.checkpoint)."""
     data = load(spec)
     batches = [b for epoch in batch_plan(len(data.train), global_batch, spec.train.epochs, spec.train.seed)
                for b in epoch if len(b) == global_batch][:steps]
@@ -98,10 +135,15 @@ def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int
     # Keras sums the replicas' gradients, and the coupled weight decay is added to each replica's gradient
     # before that sum: each replica adds 1/world of it, so the decay is applied once, as in one process.
     train_spec = dataclasses.replace(spec.train, weight_decay=spec.train.weight_decay / world)
+    losses: list[float] = []
     with strategy.scope():
         model = sync_batchnorm(bridge.import_weights(task.build_model(spec), init))
         optimizer = make_optimizer(model, train_spec, total_steps=len(batches))
         optimizer.build(model.trainable_variables)
+        if checkpoint and CK.latest(checkpoint).exists():
+            losses = load_checkpoint(CK.latest(checkpoint), model, optimizer)
+            if rank == 0:
+                CK.note_resume(checkpoint, len(losses))
 
     def replica_step(x, y):
         with tf.GradientTape() as tape:
@@ -117,10 +159,14 @@ def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int
 
     x = to_native(data.train.images, channels=spec.model.in_channels, device=device)
     y = targets_to_native(training_targets(data.train, spec), device)
-    losses, started = [], time.perf_counter()
-    for batch in batches:
+    started = time.perf_counter()
+    for done, batch in enumerate(batches[len(losses):], start=len(losses) + 1):
         idx = shard(batch, rank, world)
         losses.append(float(step(tf.gather(x, idx), tf.gather(y, idx))))
+        if checkpoint:
+            if rank == 0 and every and done % every == 0 and done < steps:
+                save_checkpoint(CK.latest(checkpoint), model, optimizer, losses)
+            CK.record_step(checkpoint, rank, done)
     return model, losses, time.perf_counter() - started
 
 
@@ -136,14 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--global-batch", type=int, required=True)
     parser.add_argument("--out", required=True, help="rank 0 writes the trained weights here")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--checkpoint", help="a folder: resume from its checkpoint, save one every --every steps")
+    parser.add_argument("--every", type=int, default=0)
     args = parser.parse_args(argv)
     strategy, rank, world = join(args.device)  # first: the strategy must exist before other TensorFlow work
     spec = get_spec(args.task, args.preset)
     task = importlib.import_module(f"tensorflow_impl.{args.task}")
-    from shared.weights import load_file
-
-    model, losses, seconds = train(task, spec, load_file(args.init), args.steps, args.global_batch, rank, world,
-                                   strategy, args.device)
+    model, losses, seconds = train(task, spec, W.load_file(args.init), args.steps, args.global_batch, rank, world,
+                                   strategy, args.device, args.checkpoint, args.every)
     if rank == 0:
         bridge.save_weights(model, args.out, {"workers": str(world), "steps": str(args.steps),
                                               "seconds": f"{seconds:.6f}", "losses": ",".join(map(str, losses))})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from compare import data_parallel as D
 from shared.data import batch_plan, load, training_targets
 from shared.specs import FRAMEWORKS, get_spec
 
-TASK, PRESET, STEPS = "classification", "tiny", 4
+TASK, PRESET, STEPS = "classification", "tiny", 12
 EQUIVALENCE = 1e-5  # of each tensor's max |value|: the design's bound for N workers against one process
 
 
@@ -43,6 +44,7 @@ def runs(spec, init, tmp_path_factory):
     found = {}
     for fw in FRAMEWORKS:
         job = D.train(fw, TASK, PRESET, 2, STEPS, batch, out / f"{fw}-2.safetensors", init=init, timeout_s=300)
+        assert job["resumes"] == []
         twin = load_twin(fw, TASK)
         model = twin.bridge.import_weights(twin.task.build_model(spec), load_file(init))
         losses = twin.task.train_steps(model, spec, data.train.images, training_targets(data.train, spec), batches,
@@ -73,6 +75,42 @@ def test_the_frameworks_distributed_runs_agree_at_the_training_tolerances(runs, 
     assert worst <= tol.training_weights, f"{key} differs by {worst:.3g} of its max |value|"
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_killed_worker_resumes_from_the_checkpoint_to_the_same_weights(framework, runs, init, spec, tmp_path):
+    """SIGKILL to worker 1 at a random step: the job restarts (torchrun's agent; this launcher for TensorFlow),
+    resumes from the last checkpoint (every 3 steps) and ends with the uninterrupted run's weights and losses;
+    the work lost is recorded in steps and seconds."""
+    import random
+    import signal
+    import threading
+
+    from shared import checkpoint as CK
+
+    folder, kill_at = tmp_path / "checkpoints", random.Random().randint(4, STEPS - 3)
+    found: dict = {}
+    job = threading.Thread(target=lambda: found.update(D.train(
+        framework, TASK, PRESET, 2, STEPS, spec.train.batch_size, tmp_path / "w.safetensors", init=init,
+        timeout_s=300, checkpoint=folder, every=3, max_restarts=1)))
+    job.start()
+    killed = None
+    while job.is_alive() and killed is None:
+        rows = CK.steps_log(folder, 1)
+        if rows and rows[-1][1] >= kill_at:
+            killed = rows[-1]
+            os.kill(killed[0], signal.SIGKILL)
+        time.sleep(0.005)
+    job.join(timeout=300)
+    assert killed is not None, f"the job ended before step {kill_at}"
+    (resume,) = found["resumes"]
+    # Rank 0 saves before it records a step, so at most every - 1 = 2 steps are lost.
+    assert resume["from_step"] % 3 == 0 and 0 <= resume["lost_steps"] == resume["reached"] - resume["from_step"] < 3
+    assert resume["lost_seconds"] is None or resume["lost_seconds"] >= 0
+    worst, key = _worst(runs[framework]["job"]["weights"], found["weights"])
+    assert worst <= EQUIVALENCE, f"{framework}: {key} differs by {worst:.3g} after the restart"
+    np.testing.assert_allclose(found["losses"], runs[framework]["job"]["losses"], rtol=EQUIVALENCE)
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]  # checkpoints written atomically
+
+
 def _job_processes(marker: str) -> list[str]:
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     return [line for line in ps.splitlines() if marker in line and "ps -eo" not in line]
@@ -94,3 +132,53 @@ def test_worker_count_is_checked_before_any_process_starts(init, tmp_path):
             D.train("torch", TASK, PRESET, bad, 1, 32, tmp_path / "w.safetensors", init=init)
     assert not list(tmp_path.iterdir())
     assert os.environ.get("TF_CONFIG") is None
+
+
+def _master_port() -> int:
+    """A free port whose next two are free too (TensorFlow's two workers listen right after the master's)."""
+    import socket
+
+    for _ in range(50):
+        port = D.free_ports(1)[0]
+        try:
+            probes = [socket.create_server(("127.0.0.1", port + k)) for k in (1, 2)]
+        except OSError:
+            continue
+        for probe in probes:
+            probe.close()
+        return port
+    raise RuntimeError("no three consecutive free ports on 127.0.0.1")
+
+
+@pytest.mark.slow  # two command lines per framework, each importing both frameworks: about 40 s (make test-all)
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_the_readme_two_node_commands_on_one_machine_equal_two_workers(framework, runs, tmp_path):
+    """The README's several-machines form, both nodes on loopback with one worker each: node 0 saves the weights
+    of the 2-worker single-node job, node 1 says it is done."""
+    import signal
+    import sys
+
+    port = _master_port()
+
+    def node(rank: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "compare.cli", "train", "--task", TASK, "--framework", framework, "--preset", PRESET,
+             "--workers", "1", "--nodes", "2", "--node-rank", str(rank), "--master", f"127.0.0.1:{port}", "--steps",
+             str(STEPS), "--out", str(tmp_path / f"node{rank}.safetensors")],
+            cwd=D.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    nodes = [node(0), node(1)]
+    try:
+        outputs = [proc.communicate(timeout=300)[0] for proc in nodes]
+    finally:
+        for proc in nodes:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert [proc.returncode for proc in nodes] == [0, 0], outputs
+    assert "on 2 worker(s) (2 nodes, this one 0)" in outputs[0] and "final metrics" in outputs[0], outputs[0]
+    assert "node 1: its 1 worker(s) finished" in outputs[1], outputs[1]
+    assert not (tmp_path / "node1.safetensors").exists()
+    from shared.weights import load_file
+
+    worst, key = _worst(runs[framework]["job"]["weights"], load_file(tmp_path / "node0.safetensors"))
+    assert worst <= EQUIVALENCE, f"{framework}: {key} differs by {worst:.3g} from the single-node job"
