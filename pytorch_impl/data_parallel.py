@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import time
 
 import numpy as np
@@ -70,10 +71,20 @@ def sync_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def join(device: str = "cpu", timeout_s: float = 60.0) -> tuple[int, int]:
-    """Join the process group of this torchrun job; (rank, world size). gloo on the CPU, nccl on a GPU."""
+    """Join the process group of this torchrun job; (rank, world size). gloo on the CPU, nccl on a GPU.
+
+    The group's keys live under this attempt's prefix in torchrun's store: after a restart, the workers of the
+    new attempt must not read the addresses the dead attempt published (seen here: gloo then dials them and
+    fails with "connection refused")."""
     backend = "nccl" if device.startswith("cuda") else "gloo"
-    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
-    return dist.get_rank(), dist.get_world_size()
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    timeout = datetime.timedelta(seconds=timeout_s)
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False,
+                          timeout=timeout)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    dist.init_process_group(backend, store=dist.PrefixStore(f"twinvision/attempt-{attempt}", store), rank=rank,
+                            world_size=world, timeout=timeout)
+    return rank, world
 
 
 def shard(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
