@@ -179,8 +179,7 @@ def _train_data_parallel(args) -> int:
     if batch % world:
         raise SpecError(f"--workers {args.workers}: the preset's batch of {batch} images does not split over "
                         f"{world} workers; expected a divisor of {batch}")
-    full = sum(len(b) == batch for epoch in D.batch_plan(D.load(spec).train.images.shape[0], batch, spec.train.epochs,
-                                                        spec.train.seed) for b in epoch)
+    full = len(D.full_batches(len(D.load(spec).train), batch, spec.train.epochs, spec.train.seed))
     steps = min(args.steps or full, full)
     out = Path(args.out or DEFAULT_HOME / "weights" /
                f"{args.task}-{args.preset}-{args.framework}-{world}w.safetensors")

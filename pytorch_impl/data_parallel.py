@@ -30,7 +30,7 @@ import torch.distributed.nn.functional as dist_nn
 
 from shared import checkpoint as CK
 from shared import weights as W
-from shared.data import batch_plan, load, training_targets
+from shared.data import full_batches, load, shard, training_targets
 from shared.specs import get_spec
 
 from . import bridge
@@ -87,15 +87,6 @@ def join(device: str = "cpu", timeout_s: float = 60.0) -> tuple[int, int]:
     return rank, world
 
 
-def shard(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
-    """This worker's part of one global batch (index array): contiguous slices of equal size."""
-    if len(batch) % world:
-        raise ValueError(f"a global batch of {len(batch)} images does not split over {world} workers; expected a "
-                         f"multiple of {world}")
-    size = len(batch) // world
-    return batch[rank * size:(rank + 1) * size]
-
-
 def save_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, losses: list[float]) -> None:
     """Weights, SGD momentum and the steps done (their losses), canonical and atomic (shared.checkpoint)."""
     tensors = bridge.export_weights(model)
@@ -133,8 +124,7 @@ def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int
     data = load(spec)
     model = sync_batchnorm(bridge.import_weights(task.build_model(spec), init)).to(device)
     wrapped = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
-    batches = [b for epoch in batch_plan(len(data.train), global_batch, spec.train.epochs, spec.train.seed)
-               for b in epoch if len(b) == global_batch][:steps]
+    batches = full_batches(len(data.train), global_batch, spec.train.epochs, spec.train.seed)[:steps]
     if len(batches) < steps:
         raise ValueError(f"{steps} steps of {global_batch} images: the training split has only {len(batches)}")
     x = to_native(data.train.images, channels=spec.model.in_channels, device=device)

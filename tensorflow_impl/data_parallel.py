@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from shared import checkpoint as CK
 from shared import weights as W
-from shared.data import batch_plan, load, training_targets
+from shared.data import full_batches, load, shard, training_targets
 from shared.specs import get_spec
 
 from . import bridge
@@ -84,15 +84,6 @@ def join(device: str = "cpu") -> tuple[tf.distribute.Strategy, int, int]:
     return strategy, int(config["task"]["index"]), world
 
 
-def shard(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
-    """This worker's part of one global batch (index array): contiguous slices of equal size."""
-    if len(batch) % world:
-        raise ValueError(f"a global batch of {len(batch)} images does not split over {world} workers; expected a "
-                         f"multiple of {world}")
-    size = len(batch) // world
-    return batch[rank * size:(rank + 1) * size]
-
-
 def save_checkpoint(path, model, optimizer, losses: list[float]) -> None:
     """Weights, SGD momentum and the steps done (their losses), canonical and atomic (shared.checkpoint)."""
     tensors = bridge.export_weights(model)
@@ -128,8 +119,7 @@ def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int
     With ``checkpoint`` (a folder), rank 0 saves the state every ``every`` steps and a restarted job resumes
     from the last one; every rank records its steps there (shared.checkpoint)."""
     data = load(spec)
-    batches = [b for epoch in batch_plan(len(data.train), global_batch, spec.train.epochs, spec.train.seed)
-               for b in epoch if len(b) == global_batch][:steps]
+    batches = full_batches(len(data.train), global_batch, spec.train.epochs, spec.train.seed)[:steps]
     if len(batches) < steps:
         raise ValueError(f"{steps} steps of {global_batch} images: the training split has only {len(batches)}")
     # Keras sums the replicas' gradients, and the coupled weight decay is added to each replica's gradient

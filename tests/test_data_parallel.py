@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from compare import data_parallel as D
-from shared.data import batch_plan, load, training_targets
+from shared.data import full_batches, load, shard, training_targets
 from shared.specs import FRAMEWORKS, get_spec
 
 TASK, PRESET, STEPS = "classification", "tiny", 12
@@ -39,8 +39,7 @@ def runs(spec, init, tmp_path_factory):
     out = tmp_path_factory.mktemp("distributed")
     data = load(spec)
     batch = spec.train.batch_size
-    batches = [b for epoch in batch_plan(len(data.train), batch, spec.train.epochs, spec.train.seed)
-               for b in epoch if len(b) == batch][:STEPS]
+    batches = full_batches(len(data.train), batch, spec.train.epochs, spec.train.seed)[:STEPS]
     found = {}
     for fw in FRAMEWORKS:
         job = D.train(fw, TASK, PRESET, 2, STEPS, batch, out / f"{fw}-2.safetensors", init=init, timeout_s=300)
@@ -124,6 +123,13 @@ def test_a_failing_worker_ends_the_job_with_its_error_and_leaves_no_process(fram
     with pytest.raises(D.DistributedError, match=r"(?s)worker \d exited with code .*does not split over 3 workers"):
         D.train(framework, TASK, PRESET, 3, 1, 32, out, init=init, timeout_s=120)
     assert not _job_processes(str(out)), _job_processes(str(out))
+
+
+def test_the_workers_shards_make_up_each_global_batch():
+    batch = np.arange(32)
+    assert np.array_equal(np.concatenate([shard(batch, r, 4) for r in range(4)]), batch)
+    with pytest.raises(ValueError, match="a global batch of 32 images does not split over 3 workers"):
+        shard(batch, 0, 3)
 
 
 def test_worker_count_is_checked_before_any_process_starts(init, tmp_path):

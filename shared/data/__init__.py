@@ -40,5 +40,21 @@ def batch_plan(n: int, batch_size: int, epochs: int, seed: int) -> list[list[np.
     return plan
 
 
-__all__ = ["InputError", "batch_plan", "check_calibration", "check_images", "check_labels", "data_module", "load",
+def full_batches(n: int, batch_size: int, epochs: int, seed: int) -> list[np.ndarray]:
+    """The full batches of ``batch_plan``, epoch after epoch: what a data-parallel job splits over its workers
+    (a partial last batch would not split evenly)."""
+    return [b for epoch in batch_plan(n, batch_size, epochs, seed) for b in epoch if len(b) == batch_size]
+
+
+def shard(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """Worker ``rank``'s part of one global batch (index array) of a ``world``-worker job: contiguous slices
+    of equal size, so that the workers together see the batch one process sees."""
+    if len(batch) % world:
+        raise ValueError(f"a global batch of {len(batch)} images does not split over {world} workers; expected a "
+                         f"multiple of {world}")
+    size = len(batch) // world
+    return batch[rank * size:(rank + 1) * size]
+
+
+__all__ = ["InputError", "batch_plan", "full_batches", "shard", "check_calibration", "check_images", "check_labels", "data_module", "load",
            "render_shape_image", "shape_mask", "training_targets"]
