@@ -6,7 +6,7 @@ its convolutions. Users choose a framework for networks of ResNet size, so the
 speed section also times the ports of torchvision's ResNets that both twins
 load (seeded random weights with non-trivial BatchNorm statistics: speed does
 not depend on the values) through every fp32 backend and the int8 ones, at
-batch 1 and 16, against the measured matmul peak. Each fp32 backend's logits
+batch 1 and 16, against the measured matmul rate. Each fp32 backend's logits
 are compared with eager PyTorch's before it is timed, so a fast wrong graph is
 never reported as fast. Artifacts are cached like a task's.
 """

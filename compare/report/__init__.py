@@ -63,7 +63,7 @@ def run_report(tasks: list[str] | None = None, profile: str = "standard", out: s
                                  "onnxruntime_intra_op": threads, "tflite": threads}
     results["run"]["gpu"] = gpu_name()
     results["run"]["matmul_peak"] = matmul_peak_gflops(threads)
-    printer(f"twinvision report: {', '.join(tasks)} ({profile} profile, {threads} threads, fp32 matmul peak "
+    printer(f"twinvision report: {', '.join(tasks)} ({profile} profile, {threads} threads, fp32 matmul rate "
             f"{results['run']['matmul_peak']['gflops']:.0f} GFLOP/s)")
     runs = [(task, variant) for task in tasks for variant in (None, *TASKS[task].variants)]
     workloads = profile_workloads(profile)
