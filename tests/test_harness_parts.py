@@ -176,3 +176,23 @@ def test_selected_rows_are_paired_by_box_not_by_slot():
     assert [e["ok"] for e in compare(wrong, ("cls_logits",))] == [True, True, False]
     entries = compare(outputs(boxes[:, ::-1] + 0.5), ())
     assert not entries[0]["ok"] and "no proposals row" in entries[0]["error"]
+
+
+@pytest.mark.parametrize("lo, hi", [(0.3, 0.45), (280.0, 370.0), (0.01, 1000.0), (1.0, 20.0), (0.15, 0.9)])
+def test_log_axes_label_round_plain_numbers_whatever_the_span(lo, hi):
+    """A log axis over less than a decade printed matplotlib's minor labels ("3 x 10^-1", "4 x 10^-1"), which
+    overlapped in the report's quantization plot: every log axis has at least two plain-number labels, none
+    in scientific notation and, on the wide spans, not one per digit."""
+    import re
+
+    from compare.report import plots
+
+    fig, ax = plots._figure(width=4.0)
+    ax.scatter([lo, hi], [1, 2])
+    ax.set_xscale("log")
+    svg = plots._svg(fig)
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert 2 <= len(labels) <= 8, labels
+    assert all(re.fullmatch(r"\d+(\.\d+)?", t) for t in labels), labels
+    assert not [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    assert "×" not in svg

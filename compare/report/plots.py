@@ -20,6 +20,9 @@ def _svg(fig) -> str:
     import matplotlib.pyplot as plt
 
     for i, ax in enumerate(fig.axes):
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                _plain_log_ticks(axis)
         for part, text in (("title", ax.title), ("xlabel", ax.xaxis.label), ("ylabel", ax.yaxis.label)):
             if text.get_text():
                 text.set_gid(f"ax{i}-{part}")
@@ -27,6 +30,30 @@ def _svg(fig) -> str:
     fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def _plain_log_ticks(axis) -> None:
+    """Ticks of a log axis at the powers of ten, or at 1, 2 and 5 per decade when the view holds fewer
+    than three powers, or at every digit when it holds fewer than two of those, or at evenly spaced round
+    values in a view narrower still; labelled as plain numbers ("0.3", "20"), no minor labels. Matplotlib's default labels the
+    minor ticks of a narrow view in scientific notation ("3 x 10^-1"), long labels that print over each
+    other once the data span less than a decade."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
+
+    lo, hi = sorted(axis.get_view_interval())
+    if not (lo > 0 and np.isfinite(hi)):
+        return
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    ticks = []
+    for subs, enough in (((1,), 3), ((1, 2, 5), 2), (tuple(range(1, 10)), 0)):
+        ticks = [m * 10.0 ** e for e in decades for m in subs if lo <= m * 10.0 ** e <= hi]
+        if len(ticks) >= enough:
+            break
+    if len(ticks) < 2:  # a view narrower than a digit's step: evenly spaced round values, nearly even on a log axis
+        ticks = [t for t in MaxNLocator(nbins=4).tick_values(lo, hi) if lo <= t <= hi]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _figure(width: float = 7.5, height: float = 3.2):
