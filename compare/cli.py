@@ -207,8 +207,9 @@ def _train_data_parallel(args) -> int:
     twin = load_twin(args.framework, args.task)
     model = twin.bridge.import_weights(twin.task.build_model(spec), result["weights"])
     metrics = twin.task.evaluate(model, D.load(spec).test, spec)
-    print(f"\nfinal metrics ({args.framework}, {world} workers, {steps} steps, {result['train_seconds']:.1f}s "
-          f"of training, {result['images_per_s']:.0f} images/s):")
+    rate = f", {result['images_per_s']:.0f} images/s after the first step" if result["images_per_s"] else ""
+    print(f"\nfinal metrics ({args.framework}, {world} workers, {steps} steps, "
+          f"{result['train_seconds'] + result['first_step_seconds']:.1f}s of training{rate}):")
     for key, value in metrics.items():
         shown = ", ".join(f"{v:.3f}" for v in value) if isinstance(value, list) else f"{value:.4f}"
         print(f"  {key:<20} {shown}")
@@ -484,12 +485,17 @@ def main(argv: list[str] | None = None) -> int:
         from .logs import quiet_framework_logs
 
         quiet_framework_logs()
+    from .data_parallel import DistributedError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except SpecError as err:
         print(f"twinvision: error: {err}", file=sys.stderr)
         return 2
+    except DistributedError as err:  # a job that failed: the worker's error and last lines, or the network's
+        print(f"twinvision: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from shared.specs import check_framework
+from shared.specs import check_framework, twin_task
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = {"torch": "pytorch_impl.data_parallel", "tensorflow": "tensorflow_impl.data_parallel"}
@@ -117,6 +117,50 @@ class Cluster:
         return [f"{hosts[n]}:{port + 1 + n * workers + i}" for n in range(self.nodes) for i in range(workers)]
 
 
+def check_network(framework: str, workers: int, cluster: Cluster, connect_timeout_s: float = 30.0) -> None:
+    """Before any worker starts: on node 0, the ports this node's processes will listen on must be free (torch:
+    the master's, where torchrun's store listens; TensorFlow: each worker's); on the other nodes, node 0 must
+    answer (torch: the master's port; TensorFlow: worker 0's), waited for up to ``connect_timeout_s`` since
+    the nodes start in any order. A clear DistributedError otherwise, instead of a job that hangs until the
+    engines' own rendezvous time out (minutes)."""
+    if not cluster.master:
+        return  # this machine alone, on ports chosen free a moment ago
+    host, port = cluster.address()
+    if cluster.node_rank == 0:
+        listen = [port] if framework == "torch" else [int(a.rsplit(":", 1)[1]) for a in cluster.tf_workers(workers)
+                                                       [:workers]]
+        for p in listen:
+            probe = socket.socket()
+            try:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(("", p))
+            except OSError as err:
+                raise DistributedError(f"port {p} on this machine is in use ({err.strerror}); node 0 listens there "
+                                       f"({'the master' if framework == 'torch' else 'a TensorFlow worker'}): stop "
+                                       f"what holds it or choose another --master port") from None
+            finally:
+                probe.close()
+        return
+    target = (host, port) if framework == "torch" else tuple(cluster.tf_workers(workers)[0].rsplit(":", 1))
+    address = (target[0], int(target[1]))
+    try:
+        socket.getaddrinfo(*address)
+    except socket.gaierror as err:
+        raise DistributedError(f"master {cluster.master}: cannot resolve {address[0]!r} ({err.strerror})") from None
+    deadline, last = time.monotonic() + connect_timeout_s, ""
+    while True:
+        try:
+            with socket.create_connection(address, timeout=min(2.0, connect_timeout_s)):
+                return
+        except OSError as err:
+            last = err.strerror or type(err).__name__
+        if time.monotonic() >= deadline:
+            raise DistributedError(f"node 0 at {address[0]}:{address[1]} did not answer within "
+                                   f"{connect_timeout_s:.0f} s ({last}); start node 0 first, and check the address "
+                                   f"and that the port is open between the machines")
+        time.sleep(0.5)
+
+
 def start(framework: str, worker_args: list[str], workers: int, log_dir: Path, threads: int | None = None,
           max_restarts: int = 0, attempt: int = 0, cluster: Cluster = Cluster()) -> Job:
     """Start this node's processes of the job; their output goes to ``log_dir/worker-<i>[.<attempt>].log``."""
@@ -184,8 +228,20 @@ def wait(job: Job, timeout_s: float, restart: Callable[[int], Job] | None = None
         job.kill()
 
 
-def initial_weights(task: str, preset: str, path: Path) -> Path:
-    """The canonical initial weights both frameworks start from: the torch twin's seeded initialisation."""
+def worst_difference(a: dict, b: dict) -> tuple[float, str]:
+    """The largest |a - b| / max|a| over the tensors of two canonical weight dicts, and its key: how far two
+    runs that should end at the same weights are apart, each tensor on its own scale."""
+    import numpy as np
+
+    if set(a) != set(b):
+        raise ValueError(f"the two sets of weights hold different tensors: only in the first "
+                         f"{sorted(set(a) - set(b))[:5]}, only in the second {sorted(set(b) - set(a))[:5]}")
+    return max((float(np.abs(a[k] - b[k]).max() / max(float(np.abs(a[k]).max()), 1e-12)), k) for k in a)
+
+
+def initial_weights(task: str, preset: str, path: Path, seed: int | None = None) -> Path:
+    """The canonical initial weights both frameworks start from: the torch twin's initialisation, seeded with
+    ``seed`` (default: the preset's training seed)."""
     import torch
 
     from pytorch_impl import bridge
@@ -194,14 +250,15 @@ def initial_weights(task: str, preset: str, path: Path) -> Path:
     from .frameworks import load_twin
 
     spec = get_spec(task, preset)
-    torch.manual_seed(spec.train.seed)
+    torch.manual_seed(spec.train.seed if seed is None else seed)
     bridge.save_weights(load_twin("torch", task).task.build_model(spec), path)
     return path
 
 
 def train(framework: str, task: str, preset: str, workers: int, steps: int, global_batch: int, out: Path,
           init: Path | None = None, timeout_s: float = 300.0, device: str = "cpu", checkpoint: Path | None = None,
-          every: int = 0, max_restarts: int = 0, cluster: Cluster = Cluster()) -> dict:
+          every: int = 0, max_restarts: int = 0, cluster: Cluster = Cluster(), seed: int | None = None,
+          lr: float | None = None, connect_timeout_s: float = 30.0) -> dict:
     """Train ``steps`` steps of ``global_batch`` images on ``workers`` processes; rank 0 writes the weights to
     ``out`` (safetensors, with the per-step losses in its metadata). Returns what the job reported.
 
@@ -209,16 +266,20 @@ def train(framework: str, task: str, preset: str, workers: int, steps: int, glob
     restarted (up to ``max_restarts`` times: torchrun's agent for PyTorch, this launcher for TensorFlow) and
     resumes from it; ``resumes`` lists each restart's lost work (shared.checkpoint). On several machines
     (``cluster``) each node runs this with its node rank; node 0 writes ``out`` and returns the figures, the
-    others return once their workers are done."""
+    others return once their workers are done. ``seed`` and ``lr`` replace the preset's batch-plan seed and
+    learning rate. The network is checked first (``check_network``: a port in use, node 0 not answering
+    within ``connect_timeout_s``)."""
     from shared import checkpoint as CK
     from shared.weights import load_file, read_metadata
 
     check_workers(workers)
     check_framework(framework)
+    check_network(framework, workers, cluster, connect_timeout_s)
     out = Path(out)
     init = init or initial_weights(task, preset, out.with_suffix(".init.safetensors"))
-    args = ["--task", task, "--preset", preset, "--init", str(init), "--steps", str(steps), "--global-batch",
+    args = ["--task", twin_task(task), "--preset", preset, "--init", str(init), "--steps", str(steps), "--global-batch",
             str(global_batch), "--out", str(out), "--device", device]
+    args += [a for name, value in (("--seed", seed), ("--lr", lr)) if value is not None for a in (name, str(value))]
     if checkpoint is not None:
         Path(checkpoint).mkdir(parents=True, exist_ok=True)
         args += ["--checkpoint", str(checkpoint), "--every", str(every)]
@@ -231,8 +292,49 @@ def train(framework: str, task: str, preset: str, workers: int, steps: int, glob
     if cluster.node_rank:
         return {"framework": framework, "workers": workers, "node_rank": cluster.node_rank, "job_seconds": seconds}
     meta, resumes = read_metadata(out), CK.resumes(checkpoint) if checkpoint is not None else []
-    timed = steps - (resumes[-1]["from_step"] if resumes else 0)  # the steps of the last attempt, which was timed
+    # The last attempt's steps after its first (warm) were timed.
+    timed = steps - (resumes[-1]["from_step"] if resumes else 0) - 1
+    warm = float(meta["seconds"])
     return {"framework": framework, "workers": workers, "steps": steps, "global_batch": global_batch,
             "weights": load_file(out), "losses": [float(v) for v in meta["losses"].split(",")],
-            "train_seconds": float(meta["seconds"]), "job_seconds": seconds,
-            "images_per_s": timed * global_batch / float(meta["seconds"]), "resumes": resumes}
+            "train_seconds": warm, "first_step_seconds": float(meta["first_step_seconds"]), "job_seconds": seconds,
+            "images_per_s": timed * global_batch / warm if timed > 0 and warm > 0 else None, "resumes": resumes}
+
+
+def train_killing_a_worker(framework: str, task: str, preset: str, workers: int, steps: int, global_batch: int,
+                           out: Path, checkpoint: Path, every: int, kill_at: int, rank: int = 1, **kwargs) -> dict:
+    """``train`` with a checkpoint every ``every`` steps, during which worker ``rank`` is sent SIGKILL once it
+    has done step ``kill_at`` (as its steps log in ``checkpoint`` shows); the job restarts once and resumes.
+    Returns ``train``'s figures plus ``killed_at`` (the step the worker had reached)."""
+    import threading
+
+    from shared import checkpoint as CK
+
+    if not 0 <= rank < workers or not 1 <= kill_at < steps:
+        raise ValueError(f"kill: expected a rank below {workers} and a step from 1 to {steps - 1}; received rank "
+                         f"{rank}, step {kill_at}")
+    found: dict = {}
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            found.update(train(framework, task, preset, workers, steps, global_batch, out, checkpoint=checkpoint,
+                               every=every, max_restarts=1, **kwargs))
+        except BaseException as err:  # noqa: BLE001 - raised in the caller's thread below
+            failure.append(err)
+
+    job = threading.Thread(target=run)
+    job.start()
+    killed = None
+    while job.is_alive() and killed is None:
+        rows = CK.steps_log(checkpoint, rank)
+        if rows and rows[-1][1] >= kill_at:
+            killed = rows[-1]
+            os.kill(killed[0], signal.SIGKILL)
+        time.sleep(0.005)
+    job.join()
+    if failure:
+        raise failure[0]
+    if killed is None:
+        raise DistributedError(f"{framework} job ended before worker {rank} reached step {kill_at}")
+    return {**found, "killed_at": killed[1]}

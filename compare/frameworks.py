@@ -32,13 +32,14 @@ class Twin:
 
 def load_twin(framework: str, task: str, *, allow_planned: bool = False) -> Twin:
     """One framework's twin of ``task``; ``allow_planned`` also loads a task whose registry status is not
-    yet ``ready`` (its twins exist but the report does not run it): the parity tests of a task in progress."""
+    yet ``ready`` (its twins exist but the report does not run it): the parity tests of a task in progress.
+    A study-only task (``TaskEntry.studies_on``) gets the twins of the task it studies."""
     check_framework(framework)
     if not (allow_planned and task in TASKS):
         check_task(task)
     pkg = PACKAGES[framework]
     mod = lambda name: importlib.import_module(f"{pkg}.{name}")  # noqa: E731
-    return Twin(framework, mod(task), mod("bridge"), mod("export"), mod("training"), mod("tensors"))
+    return Twin(framework, mod(TASKS[task].studies_on or task), mod("bridge"), mod("export"), mod("training"), mod("tensors"))
 
 
 def load_twins(task: str, *, allow_planned: bool = False) -> dict[str, Twin]:

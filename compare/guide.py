@@ -67,6 +67,7 @@ def _task_files(task: str) -> list[str]:
         folder = ROOT / pkg / task
         if folder.is_dir():
             files += sorted(p.relative_to(ROOT).as_posix() for p in folder.glob("*.py") if p.name != "__init__.py")
+        files += [f"{pkg}/{name}" for name in TASKS[task].modules if (ROOT / pkg / name).is_file()]
     return files
 
 

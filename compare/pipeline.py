@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shared import data as D
-from shared.specs import FRAMEWORKS, get_spec, model_name, run_name, split_run_name
+from shared.specs import FRAMEWORKS, check_task, get_spec, model_name, run_name, split_run_name
 
 from . import backends as B
 from . import speed as S
@@ -48,6 +48,9 @@ def planned_steps(task: str, variant: str | None = None, profile: str = "standar
     compression step and no quantized backends; a model that cannot be exported whole
     (``spec.export_limit``) runs on the native backends only."""
     name, batches = run_name(task, variant), PROFILES[profile][2]
+    if check_task(task).studies_on:  # a study-only task: its data, then its studies
+        return [Step(name, kind, what) for kind, what in
+                [("data", "data"), *[("study", f"study: {s.name}") for s in studies_for(task, variant)]]]
     limited = getattr(get_spec(task, "tiny", variant), "export_limit", None)
     fp32 = list(B.NATIVE if limited else B.BACKENDS)
     quantized = [] if variant is not None else list(B.QUANTIZED)
@@ -148,6 +151,11 @@ class TaskRun:
         ctx, main_model = self.ctx, self.ctx.variant is None
         ctx.step("data", "data")
         data = task_data(ctx.spec)
+        if check_task(ctx.task).studies_on:  # no twins of its own: nothing to train, export or time
+            ctx.result["model_task"] = check_task(ctx.task).studies_on
+            studies_stage.studies(ctx, data, {}, self.init)
+            ctx.result["status"] = "failed" if ctx.result["errors"] else "ok"
+            return ctx.result
         models = train_stage.train(ctx, data, self.init)
         if main_model:
             train_stage.training_speed_probe(ctx, data, self.init)

@@ -29,7 +29,8 @@ class StudyContext:
     """What a study may use: the spec and data of the run, both twins, each framework's own trained
     model (``models``), the run's cache (``cache.path(name)``, ``cache.artifact(name, make)``), a
     printer for progress lines, and ``initial_model(framework, spec)``: a fresh model holding the
-    run's shared initialisation, to train a study's own models from the same start as the run's."""
+    run's shared initialisation, to train a study's own models from the same start as the run's; the
+    report's profile and the run's preset."""
 
     spec: Any
     data: Any
@@ -38,6 +39,8 @@ class StudyContext:
     cache: Any
     printer: Callable[[str], None] = print
     initial_model: Callable | None = None
+    profile: str = "standard"  # the report's profile (compare.pipeline.PROFILES): a study may size itself by it
+    preset: str = "standard"   # the preset of the run's spec
 
 
 @dataclass(frozen=True)

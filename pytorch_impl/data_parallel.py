@@ -18,7 +18,6 @@ worker died resumes from there, on the same batches, to the same weights as an u
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import time
@@ -30,8 +29,8 @@ import torch.distributed.nn.functional as dist_nn
 
 from shared import checkpoint as CK
 from shared import weights as W
+from shared import worker
 from shared.data import full_batches, load, shard, training_targets
-from shared.specs import get_spec
 
 from . import bridge
 from .layers import BatchNorm2d
@@ -115,9 +114,9 @@ def load_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimiz
 
 def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int, rank: int, world: int,
           device: str = "cpu", checkpoint: str | None = None, every: int = 0
-          ) -> tuple[torch.nn.Module, list[float], float]:
+          ) -> tuple[torch.nn.Module, list[float], tuple[float, float]]:
     """``steps`` optimiser steps of the global batch plan on this worker's slices; returns the model (unwrapped),
-    the global batch's losses and the wall time of the steps.
+    the global batch's losses and the wall times (seconds of the steps after the first, of the first).
 
     With ``checkpoint`` (a folder), rank 0 saves the state every ``every`` steps and a restarted job resumes
     from the last one; every rank records its steps there (shared.checkpoint)."""
@@ -137,7 +136,7 @@ def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int
             trainer.schedule.step()
         if rank == 0:
             CK.note_resume(checkpoint, len(losses))
-    started = time.perf_counter()
+    started = first = time.perf_counter()
     for done, batch in enumerate(batches[len(losses):], start=len(losses) + 1):
         idx = torch.as_tensor(shard(batch, rank, world), device=x.device)
         loss = torch.tensor(trainer.step(x[idx], y[idx]))
@@ -145,38 +144,29 @@ def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int
             dist.all_reduce(loss)
             loss /= world
         losses.append(float(loss))
+        if first == started:
+            first = time.perf_counter()
         if checkpoint:
             if rank == 0 and every and done % every == 0 and done < steps:
                 save_checkpoint(CK.latest(checkpoint), model, trainer.optimizer, losses)
             CK.record_step(checkpoint, rank, done)
-    return model.cpu(), losses, time.perf_counter() - started
+    return model.cpu(), losses, (time.perf_counter() - first, first - started)
 
 
 def main(argv: list[str] | None = None) -> int:
     """One worker of ``compare.data_parallel``'s torch job (under torchrun)."""
     import importlib
 
-    parser = argparse.ArgumentParser(prog="pytorch_impl.data_parallel")
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--preset", required=True)
-    parser.add_argument("--init", required=True, help="canonical initial weights (.safetensors)")
-    parser.add_argument("--steps", type=int, required=True)
-    parser.add_argument("--global-batch", type=int, required=True)
-    parser.add_argument("--out", required=True, help="rank 0 writes the trained weights here")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--checkpoint", help="a folder: resume from its checkpoint, save one every --every steps")
-    parser.add_argument("--every", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = worker.parser("pytorch_impl.data_parallel").parse_args(argv)
     torch.manual_seed(0)
     rank, world = join(args.device)
     try:
-        spec = get_spec(args.task, args.preset)
+        spec = worker.job_spec(args)
         task = importlib.import_module(f"pytorch_impl.{args.task}")
         model, losses, seconds = train(task, spec, W.load_file(args.init), args.steps, args.global_batch, rank, world,
                                        args.device, args.checkpoint, args.every)
         if rank == 0:
-            bridge.save_weights(model, args.out, {"workers": str(world), "steps": str(args.steps),
-                                                  "seconds": f"{seconds:.6f}", "losses": ",".join(map(str, losses))})
+            bridge.save_weights(model, args.out, worker.metadata(world, args.steps, losses, *seconds))
     finally:
         dist.destroy_process_group()
     return 0

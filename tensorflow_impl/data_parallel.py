@@ -21,7 +21,6 @@ same weights as an uninterrupted run. (Keras' BackupAndRestore serves ``fit()``,
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -32,8 +31,8 @@ import tensorflow as tf
 
 from shared import checkpoint as CK
 from shared import weights as W
+from shared import worker
 from shared.data import full_batches, load, shard, training_targets
-from shared.specs import get_spec
 
 from . import bridge
 from .layers import BatchNorm2d
@@ -112,9 +111,9 @@ def load_checkpoint(path, model, optimizer) -> list[float]:
 
 def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int, rank: int, world: int,
           strategy: tf.distribute.Strategy, device: str = "cpu", checkpoint: str | None = None, every: int = 0
-          ) -> tuple[object, list[float], float]:
+          ) -> tuple[object, list[float], tuple[float, float]]:
     """``steps`` optimiser steps of the global batch plan on this worker's slices; returns the model, the global
-    batch's losses and the wall time of the steps.
+    batch's losses and the wall times (seconds of the steps after the first, of the first).
 
     With ``checkpoint`` (a folder), rank 0 saves the state every ``every`` steps and a restarted job resumes
     from the last one; every rank records its steps there (shared.checkpoint)."""
@@ -149,40 +148,31 @@ def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int
 
     x = to_native(data.train.images, channels=spec.model.in_channels, device=device)
     y = targets_to_native(training_targets(data.train, spec), device)
-    started = time.perf_counter()
+    started = first = time.perf_counter()
     for done, batch in enumerate(batches[len(losses):], start=len(losses) + 1):
         idx = shard(batch, rank, world)
         losses.append(float(step(tf.gather(x, idx), tf.gather(y, idx))))
+        if first == started:
+            first = time.perf_counter()
         if checkpoint:
             if rank == 0 and every and done % every == 0 and done < steps:
                 save_checkpoint(CK.latest(checkpoint), model, optimizer, losses)
             CK.record_step(checkpoint, rank, done)
-    return model, losses, time.perf_counter() - started
+    return model, losses, (time.perf_counter() - first, first - started)
 
 
 def main(argv: list[str] | None = None) -> int:
     """One worker of ``compare.data_parallel``'s TensorFlow job (TF_CONFIG in its environment)."""
     import importlib
 
-    parser = argparse.ArgumentParser(prog="tensorflow_impl.data_parallel")
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--preset", required=True)
-    parser.add_argument("--init", required=True, help="canonical initial weights (.safetensors)")
-    parser.add_argument("--steps", type=int, required=True)
-    parser.add_argument("--global-batch", type=int, required=True)
-    parser.add_argument("--out", required=True, help="rank 0 writes the trained weights here")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--checkpoint", help="a folder: resume from its checkpoint, save one every --every steps")
-    parser.add_argument("--every", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = worker.parser("tensorflow_impl.data_parallel").parse_args(argv)
     strategy, rank, world = join(args.device)  # first: the strategy must exist before other TensorFlow work
-    spec = get_spec(args.task, args.preset)
+    spec = worker.job_spec(args)
     task = importlib.import_module(f"tensorflow_impl.{args.task}")
     model, losses, seconds = train(task, spec, W.load_file(args.init), args.steps, args.global_batch, rank, world,
                                    strategy, args.device, args.checkpoint, args.every)
     if rank == 0:
-        bridge.save_weights(model, args.out, {"workers": str(world), "steps": str(args.steps),
-                                              "seconds": f"{seconds:.6f}", "losses": ",".join(map(str, losses))})
+        bridge.save_weights(model, args.out, worker.metadata(world, args.steps, losses, *seconds))
     return 0
 
 

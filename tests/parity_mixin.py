@@ -20,7 +20,8 @@ from shared import data as D
 from shared.specs import RUNNABLE, TASKS, get_spec, run_name
 
 PRESET = "tiny"
-RUNS = [(task, variant) for task, e in TASKS.items() if e.status in RUNNABLE for variant in (None, *e.variants)]
+RUNS = [(task, variant) for task, e in TASKS.items() if e.status in RUNNABLE and not e.studies_on
+        for variant in (None, *e.variants)]  # a study-only task's model is tested under the task it studies
 L5_IMAGES = 16  # held-out test images whose post-processed outputs L5 compares
 # L5 needs a trained model (peaked scores, real detections): ``trained_weights``'s (batch, steps, max loss
 # ratio), measured per model; a model not listed trains with DEFAULT_RECIPE (the SSD's).

@@ -52,10 +52,7 @@ def runs(spec, init, tmp_path_factory):
     return found
 
 
-def _worst(a: dict, b: dict) -> tuple[float, str]:
-    """The largest |a - b| / max|a| over the tensors both hold, and its key."""
-    assert set(a) == set(b)
-    return max((float(np.abs(a[k] - b[k]).max() / max(np.abs(a[k]).max(), 1e-12)), k) for k in a)
+_worst = D.worst_difference
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -80,26 +77,12 @@ def test_a_killed_worker_resumes_from_the_checkpoint_to_the_same_weights(framewo
     resumes from the last checkpoint (every 3 steps) and ends with the uninterrupted run's weights and losses;
     the work lost is recorded in steps and seconds."""
     import random
-    import signal
-    import threading
-
-    from shared import checkpoint as CK
 
     folder, kill_at = tmp_path / "checkpoints", random.Random().randint(4, STEPS - 3)
-    found: dict = {}
-    job = threading.Thread(target=lambda: found.update(D.train(
-        framework, TASK, PRESET, 2, STEPS, spec.train.batch_size, tmp_path / "w.safetensors", init=init,
-        timeout_s=300, checkpoint=folder, every=3, max_restarts=1)))
-    job.start()
-    killed = None
-    while job.is_alive() and killed is None:
-        rows = CK.steps_log(folder, 1)
-        if rows and rows[-1][1] >= kill_at:
-            killed = rows[-1]
-            os.kill(killed[0], signal.SIGKILL)
-        time.sleep(0.005)
-    job.join(timeout=300)
-    assert killed is not None, f"the job ended before step {kill_at}"
+    found = D.train_killing_a_worker(framework, TASK, PRESET, 2, STEPS, spec.train.batch_size,
+                                     tmp_path / "w.safetensors", folder, every=3, kill_at=kill_at, init=init,
+                                     timeout_s=300)
+    assert found["killed_at"] >= kill_at
     (resume,) = found["resumes"]
     # Rank 0 saves before it records a step, so at most every - 1 = 2 steps are lost.
     assert resume["from_step"] % 3 == 0 and 0 <= resume["lost_steps"] == resume["reached"] - resume["from_step"] < 3
@@ -138,6 +121,38 @@ def test_worker_count_is_checked_before_any_process_starts(init, tmp_path):
             D.train("torch", TASK, PRESET, bad, 1, 32, tmp_path / "w.safetensors", init=init)
     assert not list(tmp_path.iterdir())
     assert os.environ.get("TF_CONFIG") is None
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_port_in_use_on_node_0_is_named_before_any_worker_starts(framework, init, tmp_path):
+    import socket
+
+    holder = socket.create_server(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
+    # torch's node 0 listens on the master's port; TensorFlow's worker 0 on the next one
+    master = port if framework == "torch" else port - 1
+    started = time.monotonic()
+    try:
+        with pytest.raises(D.DistributedError, match=rf"port {port} on this machine is in use"):
+            D.train(framework, TASK, PRESET, 1, 1, 32, tmp_path / "w.safetensors", init=init,
+                    cluster=D.Cluster(2, 0, f"127.0.0.1:{master}"))
+    finally:
+        holder.close()
+    assert time.monotonic() - started < 5 and not (tmp_path / "w-logs").exists()
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_an_unreachable_master_ends_with_a_clear_error_within_the_connect_timeout(framework, init, tmp_path):
+    port = D.free_ports(1)[0]  # nothing listens there: node 0 was never started
+    started = time.monotonic()
+    with pytest.raises(D.DistributedError, match=r"node 0 at 127\.0\.0\.1:\d+ did not answer within 2 s .*start "
+                                                 r"node 0 first"):
+        D.train(framework, TASK, PRESET, 1, 1, 32, tmp_path / "w.safetensors", init=init,
+                cluster=D.Cluster(2, 1, f"127.0.0.1:{port}"), connect_timeout_s=2)
+    assert time.monotonic() - started < 6
+    with pytest.raises(D.DistributedError, match=r"master no-such-host\.invalid:29500: cannot resolve"):
+        D.train(framework, TASK, PRESET, 1, 1, 32, tmp_path / "w.safetensors", init=init,
+                cluster=D.Cluster(2, 1, "no-such-host.invalid:29500"), connect_timeout_s=2)
 
 
 def _master_port() -> int:

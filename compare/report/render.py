@@ -120,7 +120,9 @@ def render(results: dict, out: str | Path) -> None:
                          "plots": {k: inline_svg(v, f"{name}-{k}".replace(".", "-")) for k, v in svgs.items()},
                          "images": study_images(task, name, out),
                          "plot_files": {k: f"plots/{name}-{k}.svg" for k in svgs},
-                         "parity_summary": summarize(task.get("parity", [])) if task.get("parity") else []})
+                         "parity_summary": summarize(task.get("parity", [])) if task.get("parity") else [],
+                         # a study-only task (TaskEntry.studies_on) trains, exports and times nothing of its own
+                         "studies_only": bool(getattr(TASKS.get(task.get("task") or ""), "studies_on", ""))})
     # HTML escaping for the page only: report.md is Markdown, where an apostrophe is no "&#39;".
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=lambda name: bool(name) and ".html" in name,
                       trim_blocks=True, lstrip_blocks=True)

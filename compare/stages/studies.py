@@ -11,7 +11,8 @@ from .train import Initialisation
 def studies(ctx: RunContext, data, models: dict, init: Initialisation) -> None:
     """``studies``: what each study returns, with its name and seed answers."""
     context = StudyContext(ctx.spec, data, ctx.twins, models, ctx.cache, ctx.progress.printer,
-                           lambda framework, spec=None: init.model(framework, spec or ctx.spec))
+                           lambda framework, spec=None: init.model(framework, spec or ctx.spec), ctx.profile,
+                           ctx.preset)
     for study in studies_for(ctx.task, ctx.variant):
         ctx.step("study", f"study: {study.name}")
         try:

@@ -14,8 +14,12 @@ from .. import task_module
 
 
 def metrics_module(task: str):
-    """The metrics module of ``task`` (``shared.metrics.<task>``); a clear error for a task without one."""
-    return task_module(__name__, task, "PRIMARY_METRIC, evaluate and agreement")
+    """The metrics module of ``task`` (``shared.metrics.<task>``; a study-only task's are those of the task it
+    studies); a clear error for a task without one."""
+    from ..specs import TASKS
+
+    entry = TASKS.get(task)
+    return task_module(__name__, entry.studies_on or task if entry else task, "PRIMARY_METRIC, evaluate and agreement")
 
 
 def primary_metric(task: str) -> str:

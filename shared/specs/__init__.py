@@ -35,6 +35,10 @@ class TaskEntry:
         YOLO- and Faster R-CNN-style detectors beside its SSD). The report runs each variant
         through training, parity, exports and the fp32 backends, as a section of its own
         (``<task>.<variant>``); quantization and compression studies run on the main model only.
+    studies_on: for a task made of studies only (no twins of its own), the task whose twins, presets and
+        data its studies use; the harness runs its data and studies stages and nothing else.
+    modules: for a study-only task, the modules of both twin packages its studies run (the study guide's
+        paired files), e.g. ``data_parallel.py``.
     """
 
     name: str
@@ -44,6 +48,8 @@ class TaskEntry:
     presets: dict[str, Callable[[], Any]] = field(default_factory=dict)
     model: str = ""
     variants: dict[str, dict[str, Callable[[], Any]]] = field(default_factory=dict)
+    studies_on: str = ""
+    modules: tuple[str, ...] = ()
 
 
 TASKS: dict[str, TaskEntry] = {e.name: e for e in (
@@ -64,7 +70,9 @@ TASKS: dict[str, TaskEntry] = {e.name: e for e in (
     TaskEntry("class_imbalance", "long-tailed data and rebalancing methods", (17,)),
     TaskEntry("pooling", "max, average and L2 pooling compared", (16,)),
     TaskEntry("robustness", "occlusion and illumination robustness", (15,)),
-    TaskEntry("distributed", "tf.distribute and torch DDP, proven equivalent", (12, 14, 29)),
+    TaskEntry("distributed", "tf.distribute and torch DDP on the classification model, proven equivalent",
+              (12, 14, 29), "ready", {"tiny": classification.tiny, "standard": classification.standard}, "resnet",
+              studies_on="classification", modules=("data_parallel.py",)),
 )}
 
 
@@ -75,7 +83,7 @@ def check_task(name: str) -> TaskEntry:
     entry = TASKS[name]
     if entry.status not in RUNNABLE:
         ready = sorted(n for n, e in TASKS.items() if e.status in RUNNABLE)
-        raise SpecError(f"task {name!r} is {entry.status} and has no implementation yet; tasks with twins: {ready}")
+        raise SpecError(f"task {name!r} is {entry.status} and has no implementation yet; tasks that run: {ready}")
     return entry
 
 
@@ -115,10 +123,15 @@ def model_name(task: str, variant: str | None = None) -> str:
     return variant if variant is not None else check_task(task).model
 
 
+def twin_task(task: str) -> str:
+    """The task whose twins build ``task``'s models: itself, or for a study-only task the one it studies."""
+    return check_task(task).studies_on or task
+
+
 def ready_tasks() -> list[str]:
     return [n for n, e in TASKS.items() if e.status == "ready"]
 
 
 __all__ = ["FRAMEWORKS", "PRESETS", "RUNNABLE", "STATUSES", "TASKS", "TaskEntry", "ParityTolerances", "SpecError",
            "TrainSpec", "check_framework", "check_task", "get_spec", "model_name", "ready_tasks", "run_name", "spec_key",
-           "spec_to_dict", "split_run_name"]
+           "spec_to_dict", "split_run_name", "twin_task"]
