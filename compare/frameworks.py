@@ -28,6 +28,7 @@ class Twin:
     export: ModuleType    # export_onnx
     training: ModuleType  # Trainer, make_optimizer
     tensors: ModuleType   # to_native, to_numpy, resolve_device
+    precision: ModuleType  # build_model, forward, loss_and_gradients at float32, bfloat16 or float16
 
 
 def load_twin(framework: str, task: str, *, allow_planned: bool = False) -> Twin:
@@ -39,7 +40,8 @@ def load_twin(framework: str, task: str, *, allow_planned: bool = False) -> Twin
         check_task(task)
     pkg = PACKAGES[framework]
     mod = lambda name: importlib.import_module(f"{pkg}.{name}")  # noqa: E731
-    return Twin(framework, mod(TASKS[task].studies_on or task), mod("bridge"), mod("export"), mod("training"), mod("tensors"))
+    return Twin(framework, mod(TASKS[task].studies_on or task), mod("bridge"), mod("export"), mod("training"), mod("tensors"),
+                mod("precision"))
 
 
 def load_twins(task: str, *, allow_planned: bool = False) -> dict[str, Twin]:

@@ -103,6 +103,48 @@ def gradient_parity(spec, twins: dict[str, Twin], images: np.ndarray, targets, s
     return entries
 
 
+def _flat(grads: dict[str, np.ndarray], keys: list[str]) -> np.ndarray:
+    return np.concatenate([np.ravel(grads[k]) for k in keys]) if keys else np.zeros(0)
+
+
+def mixed_precision_parity(spec, twins: dict[str, Twin], weights: dict[str, np.ndarray], images: np.ndarray,
+                           targets, precisions: tuple[str, ...] = ("bfloat16", "float16"), device: str = "cpu"
+                           ) -> tuple[list[dict], dict]:
+    """Each twin at each of ``precisions`` against itself at float32, and the twins against each other at each
+    precision, from the same ``weights``: eval-mode outputs, the training loss and the gradients (all of a
+    model's gradients as one vector, relative to its largest float32 one). Tolerances from
+    ``shared.precision.tolerance``. Returns the parity entries and the outputs by (framework, precision)."""
+    from shared.precision import tolerance
+
+    tol, found = spec.tolerances, {}
+    for fw, t in twins.items():
+        for precision in ("float32", *precisions):
+            model = t.bridge.import_weights(t.precision.build_model(t.task, spec, precision), weights)
+            outputs = t.precision.forward(model, images, spec, precision, device)
+            loss, grads = t.precision.loss_and_gradients(model, spec, t.task.compute_loss, images, targets,
+                                                         precision, device)
+            found[fw, precision] = (outputs, loss, grads)
+    entries = []
+
+    def compare(a: tuple[str, str], b: tuple[str, str], precision: str) -> None:
+        (out_a, loss_a, grad_a), (out_b, loss_b, grad_b) = found[a], found[b]
+        name_a, name_b = "-".join(a), "-".join(b)
+        for key in out_a:
+            entries.append(entry(name_a, name_b, f"mixed/{precision}/outputs/{key}", out_a[key], out_b[key],
+                                 tolerance(tol, precision, "outputs")))
+        entries.append(entry(name_a, name_b, f"mixed/{precision}/loss", np.array(loss_a), np.array(loss_b),
+                             tolerance(tol, precision, "outputs")))
+        keys = sorted(set(grad_a) & set(grad_b))
+        entries.append(entry(name_a, name_b, f"mixed/{precision}/gradients", _flat(grad_a, keys),
+                             _flat(grad_b, keys), tolerance(tol, precision, "gradients")))
+
+    for precision in precisions:
+        for fw in twins:
+            compare((fw, "float32"), (fw, precision), precision)
+        compare(("torch", precision), ("tensorflow", precision), precision)
+    return entries, {k: v[0] for k, v in found.items()}
+
+
 def training_parity(spec, twins: dict[str, Twin], split, seed: int = 0) -> list[dict]:
     """L3: N steps of momentum SGD (with weight decay) from one init on the same batches."""
     tol = spec.tolerances

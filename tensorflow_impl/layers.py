@@ -96,6 +96,8 @@ class BatchNorm2d(keras.layers.BatchNormalization):
     def call(self, x, training=False):  # [N, H, W, C] -> same
         if not training:
             return super().call(x, training=False)
+        if x.dtype != tf.float32:  # mixed precision: statistics in float32, as Keras' own layer and torch do
+            return tf.cast(self.call(tf.cast(x, tf.float32), training=True), x.dtype)
         mean, var = ops.moments(x, axes=[0, 1, 2])
         n = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
         unbiased = var * n / tf.maximum(n - 1.0, 1.0)

@@ -451,6 +451,88 @@ def gpu_study(ctx: StudyContext) -> dict:
             "columns": columns, "rows": rows, "plot": None, "verdicts": verdicts, "images": {}}
 
 
+# ------------------------------------------------------------------------------------- mixed precision
+
+
+def precision_study(ctx: StudyContext) -> dict:
+    """bfloat16 and float16 (torch autocast; Keras mixed policies) against float32 and between the twins on a
+    trained model, its accuracy at each precision, and the run's model timed at each precision."""
+    from shared.data import full_batches
+    from shared.metrics import evaluate_outputs, primary_metric
+    from shared.precision import PRECISIONS
+
+    from .. import speed as S
+    from ..parity import mixed_precision_parity
+
+    spec = get_spec(ctx.spec.task, CONVERGENCE_PRESET)
+    data = load(spec)
+    steps = len(full_batches(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed))
+    # the convergence study's one-worker torch model (seed 0): a trained model, so activations are realistic
+    trained = _job(ctx, "torch", 1, steps, spec.train.batch_size, CONVERGENCE_PRESET, seed=spec.train.seed)
+    entries, outputs = mixed_precision_parity(spec, ctx.twins, _weights(trained), data.test.images,
+                                              training_targets(data.test, spec))
+    metric = primary_metric(ctx.spec.task)
+    budget = S.QUICK if ctx.profile == "quick" else S.STANDARD
+    images = load(ctx.spec).test.images[:32]
+    rows, timings = [], {}
+    for fw, twin in ctx.twins.items():
+        for precision in PRECISIONS:
+            model = twin.precision.build_model(twin.task, ctx.spec, precision)
+            timings[fw, precision] = S.time_call(
+                lambda x, model=model, precision=precision: twin.precision.forward(model, x, ctx.spec, precision),
+                images, budget)["p50_ms"]
+    for (fw, precision), out in outputs.items():
+        found = {e["what"].split("/")[2]: e for e in entries
+                 if e["a"] == f"{fw}-float32" and e["b"] == f"{fw}-{precision}"}
+
+        def rel(what: str, found=found) -> float | None:  # max |difference| relative to the float32 scale
+            e = found.get(what)
+            return e["max_abs"] * _tolerance(spec, precision, what) / e["tol"] if e and e["tol"] else None
+
+        rows.append({"framework": fw, "precision": precision,
+                     metric: evaluate_outputs(spec, out, data.test)[metric],
+                     "outputs_vs_float32": rel("outputs") if precision != "float32" else 0.0,
+                     "loss_vs_float32": rel("loss") if precision != "float32" else 0.0,
+                     "gradients_vs_float32": rel("gradients") if precision != "float32" else 0.0,
+                     "ok": all(e["ok"] for e in found.values()) if found else None,
+                     "p50_ms_b32": timings[fw, precision],
+                     "speedup": timings[fw, "float32"] / timings[fw, precision]})
+    for precision in PRECISIONS[1:]:
+        cross = [e for e in entries if e["a"] == f"torch-{precision}" and e["b"] == f"tensorflow-{precision}"]
+        by = {e["what"].split("/")[2]: e for e in cross}
+        rows.append({"framework": "torch vs tensorflow", "precision": precision, metric: None,
+                     **{f"{w}_vs_float32": by[w]["max_abs"] * _tolerance(spec, precision, w) / by[w]["tol"]
+                        for w in ("outputs", "loss", "gradients") if by.get(w) and by[w]["tol"]},
+                     "ok": all(e["ok"] for e in cross), "p50_ms_b32": None, "speedup": None})
+    tol = spec.tolerances
+    return {"title": "Mixed precision: bfloat16 and float16 against float32, and speed (seed answer 14)",
+            "text": f"The convergence study's trained one-worker model ({CONVERGENCE_PRESET} preset) in both twins "
+                    f"at each precision (PyTorch: torch.autocast; TensorFlow: Keras' mixed_bfloat16 and "
+                    f"mixed_float16 policies; weights stay float32 in both), on the {len(data.test)} held-out "
+                    f"images: outputs, training loss and gradients against the same twin at float32 (the 'torch vs "
+                    f"tensorflow' rows: the twins against each other at one precision), relative to the float32 "
+                    f"scale. Tolerances: {tol.mixed_roundoffs:g} unit roundoffs of the format for outputs and loss "
+                    f"({tol.mixed_roundoffs * 2 ** -8:.3g} bfloat16, {tol.mixed_roundoffs * 2 ** -11:.2g} float16), "
+                    f"gradients {tol.bfloat16_gradients:g} and {tol.float16_gradients:g} of the largest one "
+                    f"(measured, docs/DEPENDENCIES.md). Speed: the run's model ({ctx.preset} preset) on 32 images "
+                    f"per call, the report's timing rule. On a CPU the low formats save memory traffic at best: "
+                    f"bfloat16 needs AVX-512 BF16 or AMX for native arithmetic, and float16 arithmetic falls back "
+                    f"to slower code on most CPUs; their speed-up belongs to GPUs (the GPU study).",
+            "columns": ["framework", "precision", metric, "outputs_vs_float32", "loss_vs_float32",
+                        "gradients_vs_float32", "ok", "p50_ms_b32", "speedup"],
+            "rows": rows,
+            "plot": {"kind": "bars", "title": "Inference time per precision, batch 32", "ylabel": "p50 ms per call",
+                     "xlabel": "precision", "labels": list(PRECISIONS),
+                     "series": {fw: [timings[fw, p] for p in PRECISIONS] for fw in ctx.twins}},
+            "verdicts": [], "images": {}}
+
+
+def _tolerance(spec, precision: str, what: str) -> float:
+    from shared.precision import tolerance
+
+    return tolerance(spec.tolerances, precision, "gradients" if what == "gradients" else "outputs")
+
+
 # ------------------------------------------------------------------------------------- claims
 
 
@@ -479,7 +561,8 @@ PLUGIN = TaskPlugin(
              Study(scaling_study, "scaling", (12, 29)),
              Study(fault_study, "fault-tolerance", (12, 29)),
              Study(convergence_study, "convergence", (29,)),
-             Study(gpu_study, "gpu", (14,))),
+             Study(gpu_study, "gpu", (14,)),
+             Study(precision_study, "mixed-precision", (14,))),
     claims=(
         ("distributed-synchronised", "12", "Gradients from the workers are synchronised and aggregated into one "
                                            "model update", _study_verdict("equivalence")),
@@ -500,4 +583,4 @@ PLUGIN = TaskPlugin(
 )
 
 __all__ = ["PLUGIN", "PLANS", "convergence_study", "equivalence_study", "fault_study", "gpu_study",
-           "scaling_study"]
+           "precision_study", "scaling_study"]
