@@ -127,6 +127,16 @@ def _cmd_parity(args) -> int:
     return 1 if failed else 0
 
 
+def _print_metrics(metrics: dict) -> None:
+    """One line per metric; "-" where a metric had nothing to measure (None: no large boxes in the split)."""
+    for key, value in metrics.items():
+        if isinstance(value, list):
+            shown = ", ".join("-" if v is None else f"{v:.3f}" for v in value)
+        else:
+            shown = "-" if value is None else f"{value:.4f}"
+        print(f"  {key:<20} {shown}")
+
+
 def _cmd_train(args) -> int:
     check_task(args.task)  # before the (slow) framework imports
     check_framework(args.framework)
@@ -154,9 +164,7 @@ def _cmd_train(args) -> int:
     out = Path(args.out or DEFAULT_HOME / "weights" / f"{args.task}-{args.preset}-{args.framework}.safetensors")
     twin.bridge.save_weights(model, out, {"task": args.task, "preset": args.preset})
     print(f"\nfinal metrics ({args.framework}, {len(history)} epochs, {seconds:.1f}s):")
-    for key, value in metrics.items():
-        shown = ", ".join(f"{v:.3f}" for v in value) if isinstance(value, list) else f"{value:.4f}"
-        print(f"  {key:<20} {shown}")
+    _print_metrics(metrics)
     print(f"weights: {out}")
     return 0
 
@@ -210,9 +218,7 @@ def _train_data_parallel(args) -> int:
     rate = f", {result['images_per_s']:.0f} images/s after the first step" if result["images_per_s"] else ""
     print(f"\nfinal metrics ({args.framework}, {world} workers, {steps} steps, "
           f"{result['train_seconds'] + result['first_step_seconds']:.1f}s of training{rate}):")
-    for key, value in metrics.items():
-        shown = ", ".join(f"{v:.3f}" for v in value) if isinstance(value, list) else f"{value:.4f}"
-        print(f"  {key:<20} {shown}")
+    _print_metrics(metrics)
     print(f"weights: {out}")
     return 0
 
@@ -223,11 +229,16 @@ def _cmd_report(args) -> int:
         check_task(task)
     _check_folder(args.out, "--out")  # both checked before either is created
     _check_folder(args.cache, "--cache")
+    from .report import run_report, training_device
+
+    try:
+        training_device(args.device)  # before any folder is made or any work starts
+    except ValueError as err:
+        raise SpecError(str(err)) from None
     _writable_folder(args.out, "--out")
     _writable_folder(args.cache, "--cache")
-    from .report import run_report
 
-    results = run_report(tasks, args.profile, args.out, args.cache, args.threads)
+    results = run_report(tasks, args.profile, args.out, args.cache, args.threads, device=args.device)
     failed = [n for n, t in results["tasks"].items() if t.get("status") != "ok"]
     if failed:
         print(f"tasks that failed (recorded in the report): {failed}", file=sys.stderr)
@@ -418,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("reports/latest"))
     p.add_argument("--cache", type=Path, default=DEFAULT_HOME / "cache", help="trained weights and exports")
     p.add_argument("--threads", type=_count, help="threads for every backend (default: all cores)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+                   help="where each framework trains its models (exports and inference backends run on the CPU)")
     p.set_defaults(func=_cmd_report)
 
     for name, func, text in (("bench", _cmd_bench, "speed and size of every backend for one task"),

@@ -104,7 +104,7 @@ class TaskRun:
     """
 
     def __init__(self, task: str, profile: str, cache_root: Path, threads: int, progress: Progress,
-                 variant: str | None = None):
+                 variant: str | None = None, device: str = "cpu"):
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
         preset, budget, batches = PROFILES[profile]
@@ -115,7 +115,7 @@ class TaskRun:
                   "variant": variant, "model": model_name(task, variant)}
         self.ctx = RunContext(task, variant, name, profile, preset, budget, batches, spec, threads,
                               Path(cache_root), run_cache(cache_root, name, preset, spec), load_twins(task),
-                              progress, result)
+                              progress, result, device)
         self.init = train_stage.Initialisation(self.ctx.twins, lambda source: run_cache(cache_root, source, preset))
 
     # The run's identity, for callers that change the spec before running (tests) or read its cache.

@@ -126,7 +126,7 @@ def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int
     batches = full_batches(len(data.train), global_batch, spec.train.epochs, spec.train.seed)[:steps]
     if len(batches) < steps:
         raise ValueError(f"{steps} steps of {global_batch} images: the training split has only {len(batches)}")
-    x = to_native(data.train.images, channels=spec.model.in_channels, device=device)
+    x = to_native(data.train.images, channels=spec.input_shape[-1], device=device)
     y = targets_to_native(training_targets(data.train, spec), device)
     trainer = Trainer(wrapped, spec, task.compute_loss, total_steps=len(batches), device=device)
     losses: list[float] = []

@@ -39,7 +39,7 @@ def forward(model: torch.nn.Module, images: np.ndarray, spec, precision: str, de
     """The model's outputs on NHWC ``images`` in evaluation mode at ``precision``, as float32 numpy."""
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    x = to_native(images, channels=spec.model.in_channels, device=dev)
+    x = to_native(images, channels=spec.input_shape[-1], device=dev)
     with torch.no_grad(), autocast(precision, device):
         out = model(x)
     return {k: v.float().cpu().numpy() for k, v in out.items()}
@@ -51,7 +51,7 @@ def loss_and_gradients(model: torch.nn.Module, spec, loss_fn, images: np.ndarray
     ``precision``; no update."""
     dev = resolve_device(device)
     model = model.to(dev).train()
-    x = to_native(images, channels=spec.model.in_channels, device=dev)
+    x = to_native(images, channels=spec.input_shape[-1], device=dev)
     y = torch.as_tensor(targets, device=dev)
     with autocast(precision, device):
         loss = loss_fn(model(x), y, spec)["loss"]

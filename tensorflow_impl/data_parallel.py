@@ -146,7 +146,7 @@ def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int
     def step(x, y):
         return strategy.reduce(tf.distribute.ReduceOp.MEAN, strategy.run(replica_step, args=(x, y)), axis=None)
 
-    x = to_native(data.train.images, channels=spec.model.in_channels, device=device)
+    x = to_native(data.train.images, channels=spec.input_shape[-1], device=device)
     y = targets_to_native(training_targets(data.train, spec), device)
     started = first = time.perf_counter()
     for done, batch in enumerate(batches[len(losses):], start=len(losses) + 1):

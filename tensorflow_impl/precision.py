@@ -52,7 +52,7 @@ def forward(model, images: np.ndarray, spec, precision: str, device: str = "cpu"
     one the model was built with."""
     _check_built_at(model, precision)
     with tf.device(resolve_device(device)):
-        out = model(to_native(images, channels=spec.model.in_channels, device=device), training=False)
+        out = model(to_native(images, channels=spec.input_shape[-1], device=device), training=False)
     return {k: np.asarray(tf.cast(v, tf.float32)) for k, v in out.items()}
 
 
@@ -64,7 +64,7 @@ def loss_and_gradients(model, spec, loss_fn, images: np.ndarray, targets, precis
     variables = model.trainable_variables
     scale = LOSS_SCALE[precision]
     with tf.device(resolve_device(device)), tf.GradientTape() as tape:
-        out = model(to_native(images, channels=spec.model.in_channels, device=device), training=True)
+        out = model(to_native(images, channels=spec.input_shape[-1], device=device), training=True)
         loss = loss_fn({k: tf.cast(v, tf.float32) for k, v in out.items()}, tf.convert_to_tensor(targets), spec)["loss"]
         scaled = loss * scale
     grads = [None if g is None else g / scale for g in tape.gradient(scaled, variables)]

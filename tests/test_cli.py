@@ -290,6 +290,39 @@ def test_every_bad_input_gets_one_clear_line_and_exit_2(case, tmp_path, capsys, 
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing created, nothing half-written
 
 
+def test_report_device_cuda_without_a_gpu_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """`report --device cuda` where there is no GPU (the machine's answer replaced, so the test holds on a GPU
+    machine too): exit 2, the reason, nothing created; `auto` falls back to the CPU."""
+    from compare import report
+
+    monkeypatch.setattr(report, "gpu_name", lambda: None)
+    monkeypatch.setattr(report, "run_report", lambda *a, **k: pytest.fail("the report started"))
+    assert cli.main(["report", "--device", "cuda", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--device cuda: no CUDA GPU on this machine" in err[0], err
+    assert not (tmp_path / "out").exists()
+    assert report.training_device("auto") == "cpu"
+    monkeypatch.setattr(report, "gpu_name", lambda: "A GPU")
+    assert report.training_device("auto") == "cuda" and report.training_device("cuda") == "cuda"
+
+
+@pytest.mark.gpu
+def test_report_trains_on_the_gpu_and_serves_from_the_cpu(tmp_path):
+    """`report --device cuda`: both frameworks train on the GPU, and the exports and backends still run (on the
+    CPU) from the trained weights, with parity."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU; none on this machine")
+    from compare.check import problems
+    from compare.report import run_report
+
+    results = run_report(["classification"], "quick", tmp_path / "out", tmp_path / "cache", device="cuda",
+                         printer=lambda line: None)
+    assert results["run"]["training_device"] == "cuda"
+    assert results["tasks"]["classification"]["status"] == "ok" and not problems(results)
+
+
 def test_train_on_two_workers_saves_the_weights_and_prints_metrics(tmp_path, capsys):
     """`train --workers 2`: torchrun and DDP on loopback (the equivalence itself: tests/test_data_parallel.py)."""
     out = tmp_path / "w.safetensors"

@@ -40,6 +40,18 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
+def training_device(device: str) -> str:
+    """``cpu``, ``cuda`` or ``auto`` (cuda when there is one) -> cpu or cuda; a clear error for cuda without one."""
+    if device not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"unknown device {device!r}; expected one of ['cpu', 'cuda', 'auto']")
+    if device == "auto":
+        return "cuda" if gpu_name() else "cpu"
+    if device == "cuda" and not gpu_name():
+        raise ValueError("--device cuda: no CUDA GPU on this machine (torch.cuda.is_available() is False); use "
+                         "--device cpu or auto")
+    return device
+
+
 def code_evidence() -> dict:
     evidence = codepair.summary()
     by_path = {m["path"]: m for m in evidence["modules"]}
@@ -51,8 +63,9 @@ def code_evidence() -> dict:
 
 def run_report(tasks: list[str] | None = None, profile: str = "standard", out: str | Path = "reports/latest",
                cache: str | Path = ".twinvision/cache", threads: int | None = None,
-               printer: Callable[[str], None] = print) -> dict:
-    """Run the report; returns the results dict (also written to ``out``)."""
+               printer: Callable[[str], None] = print, device: str = "cpu") -> dict:
+    """Run the report; returns the results dict (also written to ``out``). ``device``: where each framework
+    trains its models (cpu, cuda or auto); exports and every inference backend run on the CPU."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tasks = tasks or ready_tasks()
@@ -62,6 +75,8 @@ def run_report(tasks: list[str] | None = None, profile: str = "standard", out: s
     results["run"]["threads"] = {"torch": threads, "tensorflow_intra_op": threads, "tensorflow_inter_op": 1,
                                  "onnxruntime_intra_op": threads, "tflite": threads}
     results["run"]["gpu"] = gpu_name()
+    device = training_device(device)
+    results["run"]["training_device"] = device
     results["run"]["matmul_peak"] = matmul_peak_gflops(threads)
     printer(f"twinvision report: {', '.join(tasks)} ({profile} profile, {threads} threads, fp32 matmul rate "
             f"{results['run']['matmul_peak']['gflops']:.0f} GFLOP/s)")
@@ -96,7 +111,7 @@ def run_report(tasks: list[str] | None = None, profile: str = "standard", out: s
     for task, variant in runs:
         name = run_name(task, variant)
         try:
-            results["tasks"][name] = TaskRun(task, profile, Path(cache), threads, progress, variant).run()
+            results["tasks"][name] = TaskRun(task, profile, Path(cache), threads, progress, variant, device).run()
         except Exception as err:  # noqa: BLE001 - one failing task is recorded, the others still run
             results["tasks"][name] = {"status": "failed", "errors": [f"{type(err).__name__}: {err}"],
                                       "tracebacks": [traceback.format_exc(limit=8)], "parity": [], "speed": [],

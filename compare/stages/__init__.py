@@ -60,6 +60,7 @@ class RunContext:
     twins: dict
     progress: Progress
     result: dict
+    device: str = "cpu"  # where each framework trains its model; exports and inference backends run on the CPU
 
     def step(self, kind: str, what: str) -> None:
         """Start the next step of this run on the progress line (and its clock)."""

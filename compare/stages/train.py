@@ -74,8 +74,13 @@ def train(ctx: RunContext, data, init: Initialisation) -> dict:
                 model = twin.bridge.load_weights(twin.task.build_model(ctx.spec), weights)
                 history = json.loads(history_path.read_text())
             else:
-                model, history = twin.task.train(ctx.spec, data, model=init.model(fw, ctx.spec), progress=False)
-                twin.bridge.save_weights(model, weights, {"task": ctx.task, "preset": ctx.preset})
+                model, history = twin.task.train(ctx.spec, data, model=init.model(fw, ctx.spec), device=ctx.device,
+                                                 progress=False)
+                if ctx.device != "cpu":  # the exports and every backend start from a model on the CPU
+                    model = twin.bridge.import_weights(twin.task.build_model(ctx.spec),
+                                                       twin.bridge.export_weights(model))
+                twin.bridge.save_weights(model, weights, {"task": ctx.task, "preset": ctx.preset,
+                                                          "device": ctx.device})
                 write_atomic(history_path, json.dumps(history))
             seconds = history[-1]["seconds"]
             metrics = twin.task.evaluate(model, data.test, ctx.spec)

@@ -515,7 +515,9 @@ def precision_study(ctx: StudyContext) -> dict:
                     f"({tol.mixed_roundoffs * 2 ** -8:.3g} bfloat16, {tol.mixed_roundoffs * 2 ** -11:.2g} float16), "
                     f"gradients {tol.bfloat16_gradients:g} and {tol.float16_gradients:g} of the largest one "
                     f"(measured, docs/DEPENDENCIES.md). Speed: the run's model ({ctx.preset} preset) on 32 images "
-                    f"per call, the report's timing rule. On a CPU the low formats save memory traffic at best: "
+                    f"per call through each twin's precision path (TensorFlow's is an eager call; its compiled "
+                    f"backends are timed in the classification section), the report's timing rule: a ratio "
+                    f"between precisions, not a comparison of the frameworks. On a CPU the low formats save memory traffic at best: "
                     f"bfloat16 needs AVX-512 BF16 or AMX for native arithmetic, and float16 arithmetic falls back "
                     f"to slower code on most CPUs; their speed-up belongs to GPUs (the GPU study).",
             "columns": ["framework", "precision", metric, "outputs_vs_float32", "loss_vs_float32",

@@ -43,7 +43,7 @@ from ..layers import Conv2d, Linear, ModuleList
 from ..ops import batched_nms, decode_boxes, encode_boxes, match_anchors, roi_align
 from .body import body_features, build_body, init_body
 from .select import clip_to_image
-from .targets import padded_targets
+from .targets import batch_normaliser, padded_targets
 
 
 class RPNHead(nn.Module):
@@ -260,7 +260,7 @@ def compute_loss(outputs: dict, targets, spec: DetectionSpec) -> dict[str, torch
     priority = torch.from_numpy(sampling_priority(num_anchors, r.sampling_seed, 0)).to(device)
     pos, neg = sample(pos, neg, priority, r.rpn_batch_size, r.rpn_positive_fraction)
     sampled = pos | neg
-    num_sampled = sampled.sum().clamp(min=1).to(rpn_deltas.dtype)
+    num_sampled = batch_normaliser(sampled.sum()).to(rpn_deltas.dtype)
     rpn_targets = encode_boxes(matched[pos], anchors.expand(batch, -1, -1)[pos], RPN_BOX_CODER_WEIGHTS)
     loss_rpn_box_reg = F.smooth_l1_loss(rpn_deltas[pos], rpn_targets, beta=r.smooth_l1_beta,
                                         reduction="sum") / num_sampled
@@ -277,7 +277,7 @@ def compute_loss(outputs: dict, targets, spec: DetectionSpec) -> dict[str, torch
     priority = torch.from_numpy(sampling_priority(r.num_roi_candidates_max, r.sampling_seed, 1)[:n]).to(device)
     pos, neg = sample(pos, neg, priority, r.roi_batch_size, r.roi_positive_fraction)
     sampled = pos | neg
-    num_sampled = sampled.sum().clamp(min=1).to(rpn_deltas.dtype)
+    num_sampled = batch_normaliser(sampled.sum()).to(rpn_deltas.dtype)
     head = roi_head(candidates)
     cls_logits, box_regression = head["cls_logits"], head["box_regression"]
     cls_target = torch.where(pos, matched_labels + 1, 0)                # class 0 is the background

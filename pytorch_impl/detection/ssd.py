@@ -30,7 +30,7 @@ from ..layers import Conv2d, ModuleList
 from ..ops import decode_boxes, encode_boxes, match_anchors
 from .body import body_features, build_body, init_body
 from .select import select_per_class
-from .targets import check_outputs, padded_targets
+from .targets import batch_normaliser, check_outputs, padded_targets
 
 class SSD(nn.Module):
     """Backbone, extra layers, per-level class and box heads.
@@ -107,7 +107,7 @@ def ssd_loss(outputs: dict[str, torch.Tensor], targets, spec: DetectionSpec) -> 
         torch.stack(matched_labels)                                                 # [B, A], [B, A, 4], [B, A]
     positive = matches >= 0
     num_positive = positive.sum()
-    normaliser = num_positive.clamp(min=1).to(box_regression.dtype)
+    normaliser = batch_normaliser(num_positive).to(box_regression.dtype)
 
     target_deltas = encode_boxes(matched_boxes[positive], anchors.expand(batch, num_anchors, 4)[positive])
     loss_box = F.smooth_l1_loss(box_regression[positive], target_deltas, beta=spec.loss.smooth_l1_beta,

@@ -6,6 +6,7 @@ targets here too.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from shared.specs.detection import DetectionSpec
@@ -62,3 +63,16 @@ def padded_targets(targets, spec: DetectionSpec, batch: int, device) -> tuple[to
         raise ValueError(f"targets: expected boxes with x2 > x1 and y2 > y1 (x1, y1, x2, y2 order); received "
                          f"{boxes[empty].tolist()}")
     return boxes, labels
+
+
+def batch_normaliser(count: torch.Tensor) -> torch.Tensor:
+    """``max(count, 1)``: the divisor of a detection loss summed over a batch (its positive or sampled
+    anchors). In a data-parallel job the count is the whole global batch's, divided by the number of workers:
+    the engine averages the workers' gradients, so each worker's sum / (total / N) averages to one process's
+    sum / total, and N workers train exactly as one process would. Alone, the batch's own count."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        total = count.detach().to(torch.float64).clone()
+        dist.all_reduce(total)
+        return (total.clamp(min=1) / dist.get_world_size()).to(count.dtype if count.is_floating_point()
+                                                                 else torch.float32)
+    return count.clamp(min=1)

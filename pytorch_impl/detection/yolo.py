@@ -33,7 +33,7 @@ from shared.yolo import yolo_slots
 from ..layers import Conv2d, ModuleList
 from .body import body_features, build_body, init_body
 from .select import select_per_class
-from .targets import padded_targets
+from .targets import batch_normaliser, padded_targets
 
 # Initial objectness probability of every slot (RetinaNet's prior, focal-loss paper section 4.1): with the
 # bias at logit(0.01) the many empty slots start near their target, so their summed loss does not swamp
@@ -195,7 +195,7 @@ def yolo_loss(outputs: dict[str, torch.Tensor], targets, spec: DetectionSpec) ->
     boxes = boxes.to(box_regression.dtype)
     assigned = assign_targets(boxes, labels, spec)
     responsible = assigned["gt_index"] >= 0                                               # [B, A]
-    normaliser = responsible.sum().clamp(min=1).to(box_regression.dtype)
+    normaliser = batch_normaliser(responsible.sum()).to(box_regression.dtype)
     cfg = spec.yolo_loss
     predicted = decode_yolo_boxes(box_regression, spec)                                  # [B, A, 4]
 

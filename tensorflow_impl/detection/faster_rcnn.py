@@ -28,7 +28,7 @@ from ..layers import Conv2d, Linear, ModuleList
 from ..ops import batched_nms, decode_boxes, encode_boxes, match_anchors, roi_align
 from .body import body_features, build_body
 from .select import clip_to_image, per_image
-from .targets import padded_targets
+from .targets import batch_normaliser, padded_targets
 
 
 class RPNHead(keras.layers.Layer):
@@ -265,7 +265,7 @@ def compute_loss(outputs: dict, targets, spec: DetectionSpec) -> dict:
     priority = tf.constant(sampling_priority(num_anchors, r.sampling_seed, 0))
     pos, neg = sample(pos, neg, priority, r.rpn_batch_size, r.rpn_positive_fraction)
     sampled = pos | neg
-    num_sampled = tf.maximum(tf.reduce_sum(tf.cast(sampled, tf.float32)), 1.0)
+    num_sampled = batch_normaliser(tf.reduce_sum(tf.cast(sampled, tf.float32)))
     rpn_targets = encode_boxes(tf.boolean_mask(matched, pos), tf.boolean_mask(all_anchors, pos),
                                RPN_BOX_CODER_WEIGHTS)
     loss_rpn_box_reg = _smooth_l1_sum(tf.boolean_mask(rpn_deltas, pos) - rpn_targets, r.smooth_l1_beta) / num_sampled
@@ -282,7 +282,7 @@ def compute_loss(outputs: dict, targets, spec: DetectionSpec) -> dict:
     priority = tf.constant(sampling_priority(r.num_roi_candidates_max, r.sampling_seed, 1))[:n]
     pos, neg = sample(pos, neg, priority, r.roi_batch_size, r.roi_positive_fraction)
     sampled = pos | neg
-    num_sampled = tf.maximum(tf.reduce_sum(tf.cast(sampled, tf.float32)), 1.0)
+    num_sampled = batch_normaliser(tf.reduce_sum(tf.cast(sampled, tf.float32)))
     head = roi_head(candidates)
     cls_logits, box_regression = head["cls_logits"], head["box_regression"]
     cls_target = tf.where(pos, matched_labels + 1, tf.zeros_like(matched_labels))   # class 0 is the background

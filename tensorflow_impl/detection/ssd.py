@@ -31,7 +31,7 @@ from ..layers import Conv2d, ModuleList
 from ..ops import decode_boxes, encode_boxes, match_anchors
 from .body import body_features, build_body
 from .select import per_image, select_per_class
-from .targets import check_outputs, padded_targets
+from .targets import batch_normaliser, check_outputs, padded_targets
 
 @keras.saving.register_keras_serializable("twinvision")
 class SSD(keras.Model):
@@ -119,7 +119,7 @@ def ssd_loss(outputs: dict, targets, spec: DetectionSpec) -> dict:
             tf.TensorSpec([num_anchors], tf.int64)))                                # [B, A], [B, A, 4], [B, A]
     positive = matches >= 0
     num_positive = tf.reduce_sum(tf.cast(positive, box_regression.dtype))
-    normaliser = tf.maximum(num_positive, 1.0)
+    normaliser = batch_normaliser(num_positive)
 
     target_deltas = encode_boxes(tf.boolean_mask(matched_boxes, positive),
                                  tf.boolean_mask(tf.broadcast_to(anchors, [batch, num_anchors, 4]), positive))

@@ -69,3 +69,15 @@ def padded_targets(targets, spec: DetectionSpec, batch: int | None) -> tuple:
             raise ValueError(f"targets: expected boxes with x2 > x1 and y2 > y1 (x1, y1, x2, y2 order); received "
                              f"{tf.boolean_mask(boxes, empty).numpy().tolist()}")
     return boxes, labels
+
+
+def batch_normaliser(count: tf.Tensor) -> tf.Tensor:
+    """``max(count, 1)`` (a float tensor): the divisor of a detection loss summed over a batch (its positive or sampled
+    anchors). In a data-parallel job the count is the whole global batch's, divided by the number of workers:
+    the engine averages the workers' gradients, so each worker's sum / (total / N) averages to one process's
+    sum / total, and N workers train exactly as one process would. Alone, the batch's own count."""
+    replica = tf.distribute.get_replica_context()
+    if replica is not None and replica.num_replicas_in_sync > 1:
+        total = replica.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(count))
+        return tf.maximum(total, 1.0) / replica.num_replicas_in_sync
+    return tf.maximum(count, 1.0)

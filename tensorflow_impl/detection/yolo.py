@@ -34,7 +34,7 @@ from shared.yolo import yolo_slots
 from ..layers import Conv2d, ModuleList
 from .body import body_features, build_body
 from .select import per_image, select_per_class
-from .targets import padded_targets
+from .targets import batch_normaliser, padded_targets
 
 # Initial objectness probability of every slot (RetinaNet's prior, focal-loss paper section 4.1): with the
 # bias at logit(0.01) the many empty slots start near their target, so their summed loss does not swamp
@@ -229,7 +229,7 @@ def yolo_loss(outputs: dict, targets, spec: DetectionSpec) -> dict:
     boxes = tf.cast(boxes, box_regression.dtype)
     assigned = assign_targets(boxes, labels, spec)
     responsible = assigned["gt_index"] >= 0                                               # [B, A]
-    normaliser = tf.maximum(tf.reduce_sum(tf.cast(responsible, box_regression.dtype)), 1.0)
+    normaliser = batch_normaliser(tf.reduce_sum(tf.cast(responsible, box_regression.dtype)))
     cfg = spec.yolo_loss
     predicted = decode_yolo_boxes(box_regression, spec)                                  # [B, A, 4]
 
