@@ -60,4 +60,10 @@ def loss_and_gradients(model: torch.nn.Module, spec, loss_fn, images: np.ndarray
     return float(loss.detach()), {k: g / LOSS_SCALE[precision] for k, g in bridge.gradients(model).items()}
 
 
+# Names only this twin has, with the reason (the structure test reads this).
+FRAMEWORK_SPECIFIC = {
+    "DTYPES": "torch names the low formats by dtype; Keras by policy name (tensorflow_impl.precision.POLICIES)",
+    "autocast": "torch picks the precision when the model is called (autocast); Keras when it is built (a policy)",
+}
+
 __all__ = ["DTYPES", "autocast", "build_model", "forward", "loss_and_gradients"]

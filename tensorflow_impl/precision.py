@@ -71,4 +71,10 @@ def loss_and_gradients(model, spec, loss_fn, images: np.ndarray, targets, precis
     return float(loss), bridge.gradients(model, variables, grads)
 
 
+# Names only this twin has, with the reason (the structure test reads this).
+FRAMEWORK_SPECIFIC = {
+    "POLICIES": "Keras names mixed precision by policy ('mixed_bfloat16'); torch by dtype (pytorch_impl.precision)",
+    "policy": "Keras fixes a layer's compute dtype when the model is built; torch's autocast acts when it is called",
+}
+
 __all__ = ["POLICIES", "build_model", "forward", "loss_and_gradients", "policy"]
