@@ -8,7 +8,9 @@ runs: its main model, some of its variants (``TaskEntry.variants``) or every one
      "columns", "rows",                           # its table
      "plot": {"kind", ...} | None,                # drawn by compare.report.plots.study_plot
      "verdicts": [{"claim", "verdict", "evidence"}],
-     "images": {name: path}}                      # PNG files (in the cache) the report embeds
+     "images": {name: path},                      # PNG files (in the cache) the report embeds
+     "parity": [entries]}                         # optional: comparisons the CI gate checks (compare.parity.entry's
+                                                  # form), moved into the run's parity list
 
 to which the harness adds the ``Study``'s ``name`` and ``seed_answers``; the report renders every
 study the same way. Studies reuse what the harness cached (trained

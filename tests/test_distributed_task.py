@@ -85,11 +85,16 @@ def test_equivalence_holds_within_the_bound_and_fails_beyond_it(monkeypatch, tmp
     assert yardstick["max_weight_diff"] == pytest.approx(T.NUDGE, rel=0.5)
     assert study["verdicts"][0]["verdict"] == SUPPORTED
     assert study["plot"] is None  # the drift plot is the standard model's (standard profile)
+    # the checks `twinvision check` gates: each framework's 1 and 2 workers, and the frameworks' 2-worker jobs
+    assert [(e["a"], e["ok"]) for e in study["parity"]] == [
+        ("torch, 1 workers", True), ("torch, 2 workers", True), ("tensorflow, 1 workers", True),
+        ("tensorflow, 2 workers", True), ("torch", True)]
 
     _canned(monkeypatch, tmp_path, {(fw, w): 100.0 for fw in ("torch", "tensorflow") for w in (1, 2)},
             {("torch", 2): 1e-3})
     study = T.equivalence_study(_ctx(tmp_path))
     assert not study["rows"][1]["ok"] and study["verdicts"][0]["verdict"] == REFUTED
+    assert not study["parity"][1]["ok"]  # and the CI gate fails on it
 
 
 @pytest.mark.parametrize("rates, faster, scales", [

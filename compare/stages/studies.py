@@ -16,7 +16,9 @@ def studies(ctx: RunContext, data, models: dict, init: Initialisation) -> None:
     for study in studies_for(ctx.task, ctx.variant):
         ctx.step("study", f"study: {study.name}")
         try:
-            ctx.result.setdefault("studies", []).append({**study.run(context), "name": study.name,
+            found = study.run(context)
+            ctx.result["parity"].extend(found.pop("parity", []))  # gated by `twinvision check` like the task's
+            ctx.result.setdefault("studies", []).append({**found, "name": study.name,
                                                          "seed_answers": list(study.seed_answers)})
         except Exception as err:  # noqa: BLE001
             ctx.fail(f"study {study.name}", err)

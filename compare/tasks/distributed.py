@@ -188,6 +188,11 @@ def equivalence_study(ctx: StudyContext) -> dict:
                         f"{', '.join(r['framework'] + ' ' + str(r['workers']) for r in beyond)}: float32 sums in "
                         f"another order (the all-reduce adds the workers' partial sums), compared with the nudged "
                         f"run's drift")
+    gate = [{"a": f"{r['framework']}, {r['workers']} workers" if r["framework"] in FRAMEWORKS else "torch",
+             "b": r["compared_with"] if r["framework"] in FRAMEWORKS else "tensorflow",
+             "what": "data-parallel/weights (worst tensor, relative to its max |value|)",
+             "max_abs": r["max_weight_diff"], "tol": r["bound"], "ok": bool(r["ok"])}
+            for r in rows if r["ok"] is not None and r["workers"] <= 2]
     plot, drift_text = _drift(ctx, plan)
     return {"title": "Equivalence: N workers against one process with the whole batch (seed answer 12)",
             "text": f"{steps} optimiser steps of {batch} images of the {EQUIVALENCE_PRESET} preset from the same "
@@ -205,7 +210,7 @@ def equivalence_study(ctx: StudyContext) -> dict:
             "verdicts": [{"claim": "The workers' gradients are synchronised and combined, so that they train one "
                                    "model: N workers end where one process with the whole batch ends",
                           "verdict": verdict, "evidence": "; ".join(evidence)}],
-            "images": {}}
+            "images": {}, "parity": gate}
 
 
 def _drift(ctx: StudyContext, plan: Plan) -> tuple[dict | None, str]:
@@ -526,7 +531,7 @@ def precision_study(ctx: StudyContext) -> dict:
             "plot": {"kind": "bars", "title": "Inference time per precision, batch 32", "ylabel": "p50 ms per call",
                      "xlabel": "precision", "labels": list(PRECISIONS),
                      "series": {fw: [timings[fw, p] for p in PRECISIONS] for fw in ctx.twins}},
-            "verdicts": [], "images": {}}
+            "verdicts": [], "images": {}, "parity": entries}
 
 
 def _tolerance(spec, precision: str, what: str) -> float:
