@@ -11,7 +11,7 @@ on the whole batch, running statistics included: the equivalence the tests check
 summation order. torch's own SyncBatchNorm runs on GPUs only, hence this layer; TensorFlow's twin makes the
 same choice with the replica context's all-reduce.
 
-Fault tolerance: with ``--checkpoint DIR``, rank 0 saves weights and momentum every ``--every`` steps
+Fault tolerance: with ``--checkpoint DIR``, rank 0 saves weights and optimiser state every ``--every`` steps
 (shared.checkpoint: canonical safetensors, atomic, no pickle), and a job that torchrun restarts after a
 worker died resumes from there, on the same batches, to the same weights as an uninterrupted run.
 """
@@ -86,30 +86,50 @@ def join(device: str = "cpu", timeout_s: float = 60.0) -> tuple[int, int]:
     return rank, world
 
 
+# Where torch keeps each checkpointed state of a parameter (optimizer.state[p]), by checkpoint prefix.
+TORCH_STATE = {CK.MOMENTUM: "momentum_buffer", CK.ADAM_M: "exp_avg", CK.ADAM_V: "exp_avg_sq"}
+
+
+def _optimizer_name(optimizer: torch.optim.Optimizer) -> str:
+    if isinstance(optimizer, torch.optim.Adam):
+        return "adam"
+    if isinstance(optimizer, torch.optim.SGD):
+        return "sgd"
+    raise ValueError(f"checkpoints hold SGD or Adam state; this job's optimizer is {type(optimizer).__name__}")
+
+
 def save_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, losses: list[float]) -> None:
-    """Weights, SGD momentum and the steps done (their losses), canonical and atomic (shared.checkpoint)."""
+    """Weights, the optimiser's state (SGD momentum, or Adam's moments) and the steps done (their losses),
+    canonical and atomic (shared.checkpoint)."""
+    name = _optimizer_name(optimizer)
     tensors = bridge.export_weights(model)
     names = {id(p): key for key, p in model.named_parameters()}
     for group in optimizer.param_groups:
         for p in group["params"]:
-            buf = optimizer.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:
-                tensors[f"{CK.MOMENTUM}{names[id(p)]}"] = buf.detach().cpu().numpy()
-    W.save_file(tensors, path, {"steps": str(len(losses)), "losses": ",".join(map(str, losses))})
+            state = optimizer.state.get(p, {})
+            for prefix in CK.STATE[name]:
+                if TORCH_STATE[prefix] in state:
+                    tensors[f"{prefix}{names[id(p)]}"] = state[TORCH_STATE[prefix]].detach().cpu().numpy()
+    W.save_file(tensors, path, {"optimizer": name, "steps": str(len(losses)), "losses": ",".join(map(str, losses))})
 
 
 def load_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[float]:
     """The state ``save_checkpoint`` wrote, into ``model`` and ``optimizer``; the losses of the steps done."""
-    if not isinstance(optimizer, torch.optim.SGD):
-        raise ValueError(f"checkpoints hold SGD momentum; this job's optimizer is {type(optimizer).__name__}")
+    name = _optimizer_name(optimizer)
     tensors, meta = W.load_file(path), W.read_metadata(path)
-    bridge.import_weights(model, {k: v for k, v in tensors.items() if not k.startswith(CK.MOMENTUM)},
+    CK.check_optimizer(meta.get("optimizer", "sgd"), name, path)
+    bridge.import_weights(model, {k: v for k, v in tensors.items() if not k.startswith(CK.OPTIMIZER_PREFIX)},
                           source=f"checkpoint {str(path)!r}")
+    losses = [float(v) for v in meta["losses"].split(",") if v]
     params = dict(model.named_parameters())
     for key, value in tensors.items():
-        if key.startswith(CK.MOMENTUM):
-            optimizer.state[params[key[len(CK.MOMENTUM):]]]["momentum_buffer"] = torch.as_tensor(value).clone()
-    return [float(v) for v in meta["losses"].split(",") if v]
+        prefix = next((p for p in CK.STATE[name] if key.startswith(p)), None)
+        if prefix is not None:
+            param = params[key[len(prefix):]]
+            optimizer.state[param][TORCH_STATE[prefix]] = torch.as_tensor(value).clone().to(param.device)
+            if name == "adam":  # Adam's bias correction counts the steps taken
+                optimizer.state[param]["step"] = torch.tensor(float(len(losses)))
+    return losses
 
 
 def train(task, spec, init: dict[str, np.ndarray], steps: int, global_batch: int, rank: int, world: int,

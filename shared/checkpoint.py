@@ -1,8 +1,10 @@
 """Checkpoints and progress of a data-parallel job, framework-free (both twins' ``data_parallel.py`` use it).
 
 A checkpoint is one safetensors file, written atomically by rank 0 (all ranks hold the same state): the
-canonical weights, the optimiser's momentum per parameter under ``optimizer.momentum.<key>`` (canonical layout,
-so either framework can read it), and in its metadata the number of steps done and their losses. No pickle.
+canonical weights, the optimiser's state per parameter (SGD: ``optimizer.momentum.<key>``; Adam:
+``optimizer.adam_m.<key>`` and ``optimizer.adam_v.<key>``, the first and second moments; canonical layout, so
+either framework can read it), and in its metadata the optimiser, the number of steps done and their losses.
+No pickle.
 
 Each rank appends ``<pid> <step> <unix time>`` to ``rank<r>.steps`` after every step: a test (or a user) can
 see how far a job got and which process to stop, and a resumed job measures the work it lost: the steps done
@@ -18,6 +20,16 @@ from pathlib import Path
 
 LATEST = "latest.safetensors"
 MOMENTUM = "optimizer.momentum."
+ADAM_M, ADAM_V = "optimizer.adam_m.", "optimizer.adam_v."
+# The per-parameter state each optimiser keeps, by the prefix of its tensors in a checkpoint.
+STATE = {"sgd": (MOMENTUM,), "adam": (ADAM_M, ADAM_V)}
+OPTIMIZER_PREFIX = "optimizer."
+
+
+def check_optimizer(found: str, expected: str, path) -> None:
+    """A checkpoint written by one optimiser cannot resume another: a clear error naming both."""
+    if found != expected:
+        raise ValueError(f"checkpoint {str(path)!r} holds {found} state; this job's optimizer is {expected}")
 
 
 def latest(folder: str | os.PathLike) -> Path:

@@ -13,7 +13,7 @@ BatchNorm across workers: synchronized, as in the PyTorch twin. Each BatchNorm2d
 mean and variance over the images of every replica (two all-reduces in the replica context, whose gradient is
 the all-reduce of the gradient), so N workers compute what one process does on the whole batch.
 
-Fault tolerance: with ``--checkpoint DIR``, rank 0 saves weights and momentum every ``--every`` steps
+Fault tolerance: with ``--checkpoint DIR``, rank 0 saves weights and optimiser state every ``--every`` steps
 (shared.checkpoint: canonical safetensors, atomic, no pickle; the same file the PyTorch twin writes), and a job
 that ``compare.data_parallel`` restarts after a worker died resumes from there, on the same batches, to the
 same weights as an uninterrupted run. (Keras' BackupAndRestore serves ``fit()``, which this loop replaces.)
@@ -26,6 +26,7 @@ import json
 import os
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -83,29 +84,41 @@ def join(device: str = "cpu") -> tuple[tf.distribute.Strategy, int, int]:
     return strategy, int(config["task"]["index"]), world
 
 
+def _state(optimizer) -> tuple[str, dict[str, list]]:
+    """The optimiser's name and its per-variable state lists by checkpoint prefix. Keras 3 keeps SGD's momentum
+    public (``momentums``) and Adam's moments private (``_momentums``, ``_velocities``)."""
+    if isinstance(optimizer, keras.optimizers.Adam):
+        return "adam", {CK.ADAM_M: optimizer._momentums, CK.ADAM_V: optimizer._velocities}
+    if isinstance(optimizer, keras.optimizers.SGD) and hasattr(optimizer, "momentums"):
+        return "sgd", {CK.MOMENTUM: optimizer.momentums}
+    raise ValueError(f"checkpoints hold SGD or Adam state; this job's optimizer is {type(optimizer).__name__}")
+
+
 def save_checkpoint(path, model, optimizer, losses: list[float]) -> None:
-    """Weights, SGD momentum and the steps done (their losses), canonical and atomic (shared.checkpoint)."""
+    """Weights, the optimiser's state (SGD momentum, or Adam's moments) and the steps done (their losses),
+    canonical and atomic (shared.checkpoint)."""
+    name, state = _state(optimizer)
     tensors = bridge.export_weights(model)
     for key, var, kind in bridge.variable_map(model):
         if var.trainable:
-            momentum = optimizer.momentums[optimizer._get_variable_index(var)]
-            tensors[f"{CK.MOMENTUM}{key}"] = W.from_keras(kind, np.asarray(momentum))
-    W.save_file(tensors, path, {"steps": str(len(losses)), "losses": ",".join(map(str, losses))})
+            for prefix, values in state.items():
+                tensors[f"{prefix}{key}"] = W.from_keras(kind, np.asarray(values[optimizer._get_variable_index(var)]))
+    W.save_file(tensors, path, {"optimizer": name, "steps": str(len(losses)), "losses": ",".join(map(str, losses))})
 
 
 def load_checkpoint(path, model, optimizer) -> list[float]:
     """The state ``save_checkpoint`` wrote, into ``model`` and ``optimizer``; the losses of the steps done."""
-    if not hasattr(optimizer, "momentums"):
-        raise ValueError(f"checkpoints hold SGD momentum; this job's optimizer is {type(optimizer).__name__}")
+    name, state = _state(optimizer)
     tensors, meta = W.load_file(path), W.read_metadata(path)
-    bridge.import_weights(model, {k: v for k, v in tensors.items() if not k.startswith(CK.MOMENTUM)},
+    CK.check_optimizer(meta.get("optimizer", "sgd"), name, path)
+    bridge.import_weights(model, {k: v for k, v in tensors.items() if not k.startswith(CK.OPTIMIZER_PREFIX)},
                           source=f"checkpoint {str(path)!r}")
     for key, var, kind in bridge.variable_map(model):
-        if f"{CK.MOMENTUM}{key}" in tensors:
-            optimizer.momentums[optimizer._get_variable_index(var)].assign(
-                W.to_keras(kind, tensors[f"{CK.MOMENTUM}{key}"]))
+        for prefix, values in state.items():
+            if f"{prefix}{key}" in tensors:
+                values[optimizer._get_variable_index(var)].assign(W.to_keras(kind, tensors[f"{prefix}{key}"]))
     losses = [float(v) for v in meta["losses"].split(",") if v]
-    optimizer.iterations.assign(len(losses))  # the schedule at the step the checkpoint was taken
+    optimizer.iterations.assign(len(losses))  # the schedule (and Adam's bias correction) at the checkpoint's step
     return losses
 
 

@@ -231,3 +231,58 @@ def test_the_readme_two_node_commands_on_one_machine_equal_two_workers(framework
 
     worst, key = _worst(runs[framework]["job"]["weights"], load_file(tmp_path / "node0.safetensors"))
     assert worst <= EQUIVALENCE, f"{framework}: {key} differs by {worst:.3g} from the single-node job"
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_an_adam_checkpoint_resumes_to_the_uninterrupted_weights(framework, init, tmp_path):
+    """Adam's moments and step count go into the checkpoint (canonical layout, no pickle): 3 steps, save, a
+    fresh model and optimiser load it, and 3 more steps on both end at the same weights; an SGD checkpoint is
+    refused by an Adam job with a clear error."""
+    import dataclasses
+    import importlib
+
+    from compare.frameworks import load_twin
+    from shared.weights import load_file, read_metadata
+
+    spec = get_spec(TASK, PRESET)
+    spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, optimizer="adam", lr=1e-3))
+    twin = load_twin(framework, TASK)
+    dp = importlib.import_module(f"{'pytorch_impl' if framework == 'torch' else 'tensorflow_impl'}.data_parallel")
+    data = load(spec)
+    x, y = twin.tensors.to_native(data.train.images), twin.tensors.targets_to_native(training_targets(data.train, spec))
+    batches = full_batches(len(data.train), 32, 1, 0)[:6]
+
+    def trainer():
+        model = twin.bridge.import_weights(twin.task.build_model(spec), load_file(init))
+        made = twin.training.Trainer(model, spec, twin.task.compute_loss, total_steps=len(batches))
+        optimizer = getattr(made, "optimizer", None) or made.adapter.optimizer
+        if framework == "tensorflow":
+            optimizer.build(model.trainable_variables)
+        return model, made, optimizer
+
+    def step(made, idx):
+        return made.step(x[idx], y[idx]) if framework == "torch" else made.step(np.take(data.train.images, idx, 0),
+                                                                                  training_targets(data.train, spec)[idx])
+
+    model, made, optimizer = trainer()
+    losses = [step(made, idx) for idx in batches[:3]]
+    path = tmp_path / "adam.safetensors"
+    dp.save_checkpoint(path, model, optimizer, losses)
+    assert read_metadata(path)["optimizer"] == "adam"
+    assert any(k.startswith("optimizer.adam_v.") for k in load_file(path))
+    model2, made2, optimizer2 = trainer()
+    assert dp.load_checkpoint(path, model2, optimizer2) == pytest.approx(losses)
+    if framework == "torch":
+        for _ in losses:  # the schedule at the checkpoint's step (the TensorFlow twin's follows its iterations)
+            made2.schedule.step()
+    for idx in batches[3:]:
+        step(made, idx), step(made2, idx)
+    worst, key = _worst(twin.bridge.export_weights(model), twin.bridge.export_weights(model2))
+    assert worst <= EQUIVALENCE, f"{framework}: {key} differs by {worst:.3g} after resuming Adam"
+
+    sgd = tmp_path / "sgd.safetensors"
+    from shared.weights import save_file
+
+    save_file({**load_file(path)}, sgd, {**read_metadata(path), "optimizer": "sgd"})
+    with pytest.raises(ValueError, match=r"holds sgd state; this job's optimizer is adam"):
+        dp.load_checkpoint(sgd, *trainer()[::2])
