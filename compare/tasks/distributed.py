@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,8 @@ def _job(ctx: StudyContext, framework: str, workers: int, steps: int, global_bat
 
     def run() -> dict:
         folder = ctx.cache.path(name)
+        # What an interrupted run left here (a checkpoint, steps logs) must not resume this job: start clean.
+        shutil.rmtree(folder, ignore_errors=True)
         out = folder / "weights.safetensors"
         what = f"{framework}, {workers} worker(s), {steps} steps of {global_batch}" + (
             f", seed {seed_}" if seed is not None else "") + (f", lr {lr:g}" if lr is not None else "") + (
