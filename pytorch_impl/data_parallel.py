@@ -86,49 +86,42 @@ def join(device: str = "cpu", timeout_s: float = 60.0) -> tuple[int, int]:
     return rank, world
 
 
-# Where torch keeps each checkpointed state of a parameter (optimizer.state[p]), by checkpoint prefix.
-TORCH_STATE = {CK.MOMENTUM: "momentum_buffer", CK.ADAM_M: "exp_avg", CK.ADAM_V: "exp_avg_sq"}
-
-
-def _optimizer_name(optimizer: torch.optim.Optimizer) -> str:
+def _state(optimizer: torch.optim.Optimizer) -> tuple[str, dict[str, str]]:
+    """The optimiser's name and, by checkpoint prefix, the key under which torch keeps that state of a
+    parameter (``optimizer.state[p]``)."""
     if isinstance(optimizer, torch.optim.Adam):
-        return "adam"
+        return "adam", {CK.ADAM_M: "exp_avg", CK.ADAM_V: "exp_avg_sq"}
     if isinstance(optimizer, torch.optim.SGD):
-        return "sgd"
+        return "sgd", {CK.MOMENTUM: "momentum_buffer"}
     raise ValueError(f"checkpoints hold SGD or Adam state; this job's optimizer is {type(optimizer).__name__}")
 
 
 def save_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, losses: list[float]) -> None:
     """Weights, the optimiser's state (SGD momentum, or Adam's moments) and the steps done (their losses),
     canonical and atomic (shared.checkpoint)."""
-    name = _optimizer_name(optimizer)
+    name, state = _state(optimizer)
     tensors = bridge.export_weights(model)
-    names = {id(p): key for key, p in model.named_parameters()}
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            state = optimizer.state.get(p, {})
-            for prefix in CK.STATE[name]:
-                if TORCH_STATE[prefix] in state:
-                    tensors[f"{prefix}{names[id(p)]}"] = state[TORCH_STATE[prefix]].detach().cpu().numpy()
+    for key, p in model.named_parameters():
+        for prefix, slot in state.items():
+            if slot in optimizer.state.get(p, {}):
+                tensors[f"{prefix}{key}"] = optimizer.state[p][slot].detach().cpu().numpy()
     W.save_file(tensors, path, {"optimizer": name, "steps": str(len(losses)), "losses": ",".join(map(str, losses))})
 
 
 def load_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[float]:
     """The state ``save_checkpoint`` wrote, into ``model`` and ``optimizer``; the losses of the steps done."""
-    name = _optimizer_name(optimizer)
+    name, state = _state(optimizer)
     tensors, meta = W.load_file(path), W.read_metadata(path)
     CK.check_optimizer(meta.get("optimizer", "sgd"), name, path)
     bridge.import_weights(model, {k: v for k, v in tensors.items() if not k.startswith(CK.OPTIMIZER_PREFIX)},
                           source=f"checkpoint {str(path)!r}")
     losses = [float(v) for v in meta["losses"].split(",") if v]
-    params = dict(model.named_parameters())
-    for key, value in tensors.items():
-        prefix = next((p for p in CK.STATE[name] if key.startswith(p)), None)
-        if prefix is not None:
-            param = params[key[len(prefix):]]
-            optimizer.state[param][TORCH_STATE[prefix]] = torch.as_tensor(value).clone().to(param.device)
-            if name == "adam":  # Adam's bias correction counts the steps taken
-                optimizer.state[param]["step"] = torch.tensor(float(len(losses)))
+    for key, p in model.named_parameters():
+        for prefix, slot in state.items():
+            if f"{prefix}{key}" in tensors:
+                optimizer.state[p][slot] = torch.as_tensor(tensors[f"{prefix}{key}"]).clone().to(p.device)
+                if name == "adam":  # Adam's bias correction counts the steps taken
+                    optimizer.state[p]["step"] = torch.tensor(float(len(losses)))
     return losses
 
 

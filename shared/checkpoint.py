@@ -21,9 +21,7 @@ from pathlib import Path
 LATEST = "latest.safetensors"
 MOMENTUM = "optimizer.momentum."
 ADAM_M, ADAM_V = "optimizer.adam_m.", "optimizer.adam_v."
-# The per-parameter state each optimiser keeps, by the prefix of its tensors in a checkpoint.
-STATE = {"sgd": (MOMENTUM,), "adam": (ADAM_M, ADAM_V)}
-OPTIMIZER_PREFIX = "optimizer."
+OPTIMIZER_PREFIX = "optimizer."  # every optimiser tensor's; the rest of a checkpoint is the model's weights
 
 
 def check_optimizer(found: str, expected: str, path) -> None:

@@ -481,7 +481,7 @@ def precision_study(ctx: StudyContext) -> dict:
                                               training_targets(data.test, spec))
     metric = primary_metric(ctx.spec.task)
     budget = S.QUICK if ctx.profile == "quick" else S.STANDARD
-    images = load(ctx.spec).test.images[:32]
+    images = ctx.data.test.images[:32]  # the run's data (the harness loaded it once)
     rows, timings = [], {}
     for fw, twin in ctx.twins.items():
         for precision in PRECISIONS:
