@@ -152,15 +152,17 @@ def _cmd_train(args) -> int:
                         "whole plan")
     from .frameworks import load_twin
 
+    from .pipeline import task_data
+
     spec = get_spec(args.task, args.preset)
     twin = load_twin(args.framework, args.task)
+    # The report's cache: a task whose data needs another run's model (a distillation teacher) finds it there.
+    data = task_data(spec, args.preset, DEFAULT_HOME / "cache")
     print(f"training {args.task} ({args.preset}) with {args.framework} on {args.device} ...", flush=True)
     started = time.perf_counter()
-    model, history = twin.task.train(spec, device=args.device, progress=not args.quiet)
+    model, history = twin.task.train(spec, data, device=args.device, progress=not args.quiet)
     seconds = time.perf_counter() - started
-    from shared import data as D
-
-    metrics = twin.task.evaluate(model, D.load(spec).test, spec, device=args.device)
+    metrics = twin.task.evaluate(model, data.test, spec, device=args.device)
     out = Path(args.out or DEFAULT_HOME / "weights" / f"{args.task}-{args.preset}-{args.framework}.safetensors")
     twin.bridge.save_weights(model, out, {"task": args.task, "preset": args.preset})
     print(f"\nfinal metrics ({args.framework}, {len(history)} epochs, {seconds:.1f}s):")

@@ -33,6 +33,7 @@ from .stages import speed as speed_stage
 from .stages import studies as studies_stage
 from .stages import train as train_stage
 from .studies import studies_for
+from .tasks import plugin
 
 PROFILES = {
     # profile: (model preset, timing budget, batch sizes)
@@ -78,20 +79,29 @@ def run_cache(cache_root: str | Path, name: str, preset: str, spec=None) -> Task
         source_task, source_variant = split_run_name(source)
         depends_on.append(get_spec(source_task, preset, source_variant))
         source = getattr(depends_on[-1], "body_from", None)
+    for source in getattr(spec, "depends_on", ()):  # other runs whose trained models its data uses (a teacher)
+        source_task, source_variant = split_run_name(source)
+        depends_on.append(get_spec(source_task, preset, source_variant))
     return TaskCache(cache_root, name, preset, spec, tuple(depends_on))
 
 
 _DATA: dict = {}
 
 
-def task_data(spec):
+def task_data(spec, preset: str | None = None, cache_root: str | Path | None = None, printer=print):
     """The data of ``spec`` (shared.data.load), generated once for a task's main model and each of its
-    variants: they share ``spec.data`` (a detection set of the standard preset takes about 15 s to render)."""
+    variants: they share ``spec.data`` (a detection set of the standard preset takes about 15 s to render).
+    With ``preset`` and ``cache_root``, completed by the task plug-in's ``prepare_data`` where it has one (the
+    distillation task's teacher logits, from the classification run's cached model)."""
     key = (spec.task, spec.data)
     if key not in _DATA:
         _DATA.clear()  # one data set held at a time
         _DATA[key] = D.load(spec)
-    return _DATA[key]
+    data = _DATA[key]
+    prepare = plugin(spec.task).prepare_data if preset is not None else None
+    if prepare is None:
+        return data
+    return prepare(spec, data, preset, lambda run: run_cache(cache_root, run, preset), printer)
 
 
 class TaskRun:
@@ -150,7 +160,7 @@ class TaskRun:
     def run(self) -> dict:
         ctx, main_model = self.ctx, self.ctx.variant is None
         ctx.step("data", "data")
-        data = task_data(ctx.spec)
+        data = task_data(ctx.spec, ctx.preset, ctx.cache_root, ctx.progress.printer)
         if check_task(ctx.task).studies_on:  # no twins of its own: nothing to train, export or time
             ctx.result["model_task"] = check_task(ctx.task).studies_on
             studies_stage.studies(ctx, data, {}, self.init)
@@ -183,7 +193,8 @@ class TaskRun:
         artifacts (``twinvision export``); {artifact: path}. Failures are in ``self.result["errors"]``."""
         ctx = self.ctx
         ctx.step("data", "data")
-        models = train_stage.train(ctx, task_data(ctx.spec), self.init)
+        models = train_stage.train(ctx, task_data(ctx.spec, ctx.preset, ctx.cache_root, ctx.progress.printer),
+                                   self.init)
         if REFERENCE not in models:
             return {}
         return export_stage.export(ctx, train_stage.reference_models(ctx, models))

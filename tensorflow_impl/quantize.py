@@ -122,10 +122,18 @@ def _fit(model, spec, split, steps: int, lr: float, optimizer=None, callbacks=()
     batches = [idx for epoch in batch_plan(len(split), spec.train.batch_size, steps, spec.train.seed)
                for idx in epoch][:steps]
     order = np.concatenate(batches)
-    model.compile(optimizer=optimizer or tf_keras.optimizers.SGD(lr, momentum=0.9),
-                  loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=optimizer or tf_keras.optimizers.SGD(lr, momentum=0.9), loss=_task_loss(spec))
     model.fit(split.images[order], split.targets[order], batch_size=spec.train.batch_size, epochs=1,
               shuffle=False, verbose=0, callbacks=list(callbacks))
+
+
+def _task_loss(spec):
+    """The task's own loss (its twin's ``compute_loss``, as the PyTorch side's fine-tunes use) as a tf_keras loss
+    of (targets, logits): cross-entropy for a classifier, the distillation loss for a distilled student."""
+    import importlib
+
+    compute_loss = importlib.import_module(f"{__package__}.{spec.task}").compute_loss
+    return lambda targets, logits: compute_loss({"logits": logits}, targets, spec)["loss"]
 
 
 def quantize_qat(tensors: dict[str, np.ndarray], spec, split, steps: int, lr: float,

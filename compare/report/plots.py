@@ -226,8 +226,8 @@ def quantization_tradeoff(rows: list[dict]) -> str:
 
 
 def study_plot(plot: dict) -> str | None:
-    """A study's plot (compare.studies): ``bars`` (grouped, one group per label) or ``lines`` (one line per
-    series over the labels); None values are gaps."""
+    """A study's plot (compare.studies): ``bars`` (grouped, one group per label; ``errors``, per series, draws
+    error bars) or ``lines`` (one line per series over the labels); None values are gaps."""
     labels, series = plot.get("labels") or [], plot.get("series") or {}
     if not labels or not series:
         return None
@@ -236,8 +236,11 @@ def study_plot(plot: dict) -> str | None:
     values = {name: np.array([np.nan if v is None else v for v in vals], dtype=float) for name, vals in series.items()}
     if plot["kind"] == "bars":
         width = 0.8 / len(values)
+        errors = plot.get("errors") or {}  # per series, one spread per label (a standard deviation): error bars
         for i, (name, vals) in enumerate(values.items()):
-            ax.bar(x + i * width, vals, width, label=name, edgecolor="black", linewidth=0.4)
+            yerr = errors.get(name)
+            ax.bar(x + i * width, vals, width, label=name, edgecolor="black", linewidth=0.4,
+                   yerr=None if yerr is None else [0.0 if e is None else e for e in yerr], capsize=3)
         ax.set_xticks(x + width * (len(values) - 1) / 2, [textwrap.fill(str(label), 16) for label in labels])
     else:
         for name, vals in values.items():

@@ -26,6 +26,10 @@ class TaskPlugin:
         can move an output across it.
     workloads: reference workloads built on this task's twins, ``{name: spec builder}`` (compare.workloads
         times them through every backend).
+    prepare_data: where the task's data needs something only the harness has (the distillation task's teacher
+        logits, from another run's trained model): ``(spec, data, preset, cache_of, printer) -> data``, called
+        after the data is loaded and before anything trains; ``cache_of(run)`` is that run's cache folder at
+        the preset. None where ``shared.data.load`` gives the whole data.
     """
 
     studies: tuple[Any, ...] = ()
@@ -33,6 +37,7 @@ class TaskPlugin:
     compare_postprocessed: Callable | None = None
     served_min_score: float = 0.0
     workloads: dict[str, Callable] = field(default_factory=dict)
+    prepare_data: Callable | None = None
 
 
 def plugin(task: str) -> TaskPlugin:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import classification, detection
+from . import classification, detection, distillation
 from .base import ParityTolerances, SpecError, TrainSpec, spec_key, spec_to_dict
 
 FRAMEWORKS = ("torch", "tensorflow")
@@ -66,7 +66,8 @@ TASKS: dict[str, TaskEntry] = {e.name: e for e in (
     TaskEntry("tracking", "SiamFC-style Siamese tracker", (6, 22)),
     TaskEntry("ocr", "CRNN with CTC loss and decoding", (8, 25)),
     TaskEntry("embedding", "metric-learned embeddings and retrieval", (9, 26)),
-    TaskEntry("distillation", "knowledge distillation teacher to student", (10, 27)),
+    TaskEntry("distillation", "knowledge distillation: the classifier as teacher of a 10x smaller student", (10, 27),
+              "ready", {"tiny": distillation.tiny, "standard": distillation.standard}, "student"),
     TaskEntry("class_imbalance", "long-tailed data and rebalancing methods", (17,)),
     TaskEntry("pooling", "max, average and L2 pooling compared", (16,)),
     TaskEntry("robustness", "occlusion and illumination robustness", (15,)),
