@@ -156,7 +156,7 @@ def _cmd_train(args) -> int:
 
     spec = get_spec(args.task, args.preset)
     twin = load_twin(args.framework, args.task)
-    # The report's cache: a task whose data needs another run's model (a distillation teacher) finds it there.
+    # The report's cache: a task whose data needs another run's trained model finds it there.
     data = task_data(spec, args.preset, DEFAULT_HOME / "cache")
     print(f"training {args.task} ({args.preset}) with {args.framework} on {args.device} ...", flush=True)
     started = time.perf_counter()

@@ -79,7 +79,7 @@ def run_cache(cache_root: str | Path, name: str, preset: str, spec=None) -> Task
         source_task, source_variant = split_run_name(source)
         depends_on.append(get_spec(source_task, preset, source_variant))
         source = getattr(depends_on[-1], "body_from", None)
-    for source in getattr(spec, "depends_on", ()):  # other runs whose trained models its data uses (a teacher)
+    for source in getattr(spec, "depends_on", ()):  # other runs whose trained models its data uses
         source_task, source_variant = split_run_name(source)
         depends_on.append(get_spec(source_task, preset, source_variant))
     return TaskCache(cache_root, name, preset, spec, tuple(depends_on))
@@ -91,8 +91,8 @@ _DATA: dict = {}
 def task_data(spec, preset: str | None = None, cache_root: str | Path | None = None, printer=print):
     """The data of ``spec`` (shared.data.load), generated once for a task's main model and each of its
     variants: they share ``spec.data`` (a detection set of the standard preset takes about 15 s to render).
-    With ``preset`` and ``cache_root``, completed by the task plug-in's ``prepare_data`` where it has one (the
-    distillation task's teacher logits, from the classification run's cached model)."""
+    With ``preset`` and ``cache_root``, completed by the task plug-in's ``prepare_data`` where it has one (outputs of another
+    run's trained model, read from that run's cache folder)."""
     key = (spec.task, spec.data)
     if key not in _DATA:
         _DATA.clear()  # one data set held at a time

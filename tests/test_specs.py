@@ -54,7 +54,8 @@ def test_unknown_task_framework_and_preset_list_the_valid_ones():
         check_framework("jax")
     with pytest.raises(SpecError, match=r"unknown preset 'huge'.*expected one of \['standard', 'tiny'\]"):
         get_spec("classification", "huge")
-    with pytest.raises(SpecError, match=r"task 'ocr' is planned.*tasks that run: \['classification', 'detection', 'distributed'\]"):
+    with pytest.raises(SpecError, match=r"task 'ocr' is planned.*tasks that run: "
+                                        r"\['classification', 'detection', 'distillation', 'distributed'\]"):
         check_task("ocr")
 
 

@@ -305,8 +305,8 @@ def _smaller_faster(rows: list[dict], timing: dict) -> dict:
                          f"ms, noise {noise:.0%})")
         gap = teacher["test_accuracy"] - student["test_accuracy"]
         close.append(gap <= 0.05)
-        lines.append(f"{fw}: {ratio:.1f}x fewer parameters; accuracy {student['test_accuracy']:.3f} against the "
-                     f"teacher's {teacher['test_accuracy']:.3f} ({-gap:+.3f}; 'nearly': within 0.05)")
+        lines.append(f"{fw}: {ratio:.1f}x fewer parameters, accuracy {student['test_accuracy']:.3f} against the "
+                     f"teacher's {teacher['test_accuracy']:.3f} ({-gap:+.3f}, 'nearly' meaning within 0.05)")
     verdict = SUPPORTED if all(faster) and all(close) else REFUTED if not any(faster) else MIXED
     return {"claim": claim, "verdict": verdict, "evidence": "; ".join(lines)}
 
