@@ -200,16 +200,19 @@ def sweep_study(ctx: StudyContext) -> dict:
     # One seed per cell: a difference of two cells is judged against the seeds study's spread of one cell.
     spread = {fw: _mean_sd([_student(ctx, fw, ctx.spec.distill.temperature, ctx.spec.distill.alpha,
                                      seed + k)["accuracy"] for k in range(plan.seeds)])[1] for fw in FRAMEWORKS}
-    lines, wins, losses = [], 0, 0
+    lines, outcomes = [], []
     for fw in FRAMEWORKS:
-        noise = 2 * math.sqrt(2) * spread[fw]
+        noise, wins, losses = 2 * math.sqrt(2) * spread[fw], 0, 0
         for alpha in plan.alphas:
             best_t = max((t for t in plan.temperatures if t > 1), key=lambda t: found[fw, alpha, t])
             gain = found[fw, alpha, best_t] - found[fw, alpha, 1.0]
             wins, losses = wins + (gain > noise), losses + (gain < -noise)
             lines.append(f"{fw} alpha={alpha:g}: T={best_t:g} {found[fw, alpha, best_t]:.3f} against T=1 "
                          f"{found[fw, alpha, 1.0]:.3f} ({gain:+.3f}, noise {noise:.3f})")
-    verdict = SUPPORTED if wins and not losses else REFUTED if losses and not wins else MIXED if wins else TIE
+        outcomes.append(SUPPORTED if wins and not losses else REFUTED if losses and not wins else
+                        MIXED if wins else TIE)
+    # Supported only where every framework's runs say so: one framework's win beside the other's tie is mixed.
+    verdict = outcomes[0] if len(set(outcomes)) == 1 else MIXED
     best = max(found, key=found.get)
     return {"title": "Temperature and alpha (seed answer 10)",
             "text": f"The distilled student at every (T, alpha) of the grid, seed {seed}, per framework; the "
