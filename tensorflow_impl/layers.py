@@ -94,7 +94,9 @@ class BatchNorm2d(keras.layers.BatchNormalization):
         self.num_features, self.torch_momentum = num_features, momentum
 
     def call(self, x, training=False):  # [N, H, W, C] -> same
-        if not training:
+        # A frozen layer (trainable False) normalises with its running statistics in training too: Keras'
+        # own rule for BatchNormalization, and what the PyTorch twin's frozen layers do in eval mode.
+        if not training or not self.trainable:
             return super().call(x, training=False)
         if x.dtype != tf.float32:  # mixed precision: statistics in float32, as Keras' own layer and torch do
             return tf.cast(self.call(tf.cast(x, tf.float32), training=True), x.dtype)

@@ -153,12 +153,12 @@ def test_the_classification_teacher_is_stored_for_its_run_and_reused(attached):
     stored = run_cache(root, "classification", "tiny").path("trained-torch.safetensors")
     assert stored.exists()
     assert run_cache(root, "classification", "tiny").path("trained-torch.history.json").exists()
-    assert "training the classification model" in lines[0]
+    assert "training the classification model" in lines[0] and lines[0].startswith("    teacher: ")
     teacher_accuracy = (data.test.teacher_logits.argmax(1) == data.test.labels).mean()
     assert teacher_accuracy >= 0.8, teacher_accuracy  # the tiny classifier after its 6 epochs
     again: list[str] = []
     second = attach_teacher(spec, load(spec), "tiny", lambda run: run_cache(root, run, "tiny"), again.append)
-    assert "(cached)" in again[0] and np.array_equal(second.train.teacher_logits, data.train.teacher_logits)
+    assert "cached" in again[0] and np.array_equal(second.train.teacher_logits, data.train.teacher_logits)
     assert data.train.targets.shape == (len(data.train), 1 + spec.model.num_classes)
 
 

@@ -227,7 +227,7 @@ def quantization_tradeoff(rows: list[dict]) -> str:
 
 def study_plot(plot: dict) -> str | None:
     """A study's plot (compare.studies): ``bars`` (grouped, one group per label; ``errors``, per series, draws
-    error bars) or ``lines`` (one line per series over the labels); None values are gaps."""
+    error bars) or ``lines`` (one line per series over the labels, ``errors`` likewise); None values are gaps."""
     labels, series = plot.get("labels") or [], plot.get("series") or {}
     if not labels or not series:
         return None
@@ -243,9 +243,20 @@ def study_plot(plot: dict) -> str | None:
                    yerr=None if yerr is None else [0.0 if e is None else e for e in yerr], capsize=3)
         ax.set_xticks(x + width * (len(values) - 1) / 2, [textwrap.fill(str(label), 16) for label in labels])
     else:
+        errors = plot.get("errors") or {}  # per series, one spread per label: error bars
+        # "<framework> <what>" series with several whats: a colour per what, a line style per framework.
+        whats = sorted({n.split(maxsplit=1)[1] for n in values if len(n.split(maxsplit=1)) == 2}, key=str)
+        by_what = plot.get("style") == "what" and len(whats) > 1
+        cycle = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]  # clear of the framework colours
         for name, vals in values.items():
-            color = COLORS.get(name.split()[0], None)
-            ax.plot(x, vals, marker="o", label=name, color=color, linestyle="--" if "erasing" in name else "-")
+            framework, _, what = name.partition(" ")
+            if by_what:
+                color, style = cycle[whats.index(what) % len(cycle)], "-" if framework == "torch" else "--"
+            else:
+                color, style = COLORS.get(framework, None), "--" if "erasing" in name else "-"
+            yerr = errors.get(name)
+            ax.errorbar(x, vals, yerr=None if yerr is None else [0.0 if e is None else e for e in yerr], marker="o",
+                        label=name, color=color, linestyle=style, capsize=3)
         ax.set_xticks(x, labels)
     ax.set_ylabel(plot.get("ylabel", ""))
     if plot.get("xlabel"):

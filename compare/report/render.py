@@ -106,7 +106,7 @@ def _answers(claim: dict) -> set[str]:
 
 
 def render(results: dict, out: str | Path) -> None:
-    from jinja2 import Environment, FileSystemLoader
+    from jinja2 import Environment, FileSystemLoader, is_undefined
     from pygments.formatters import HtmlFormatter
 
     out = Path(out)
@@ -128,8 +128,9 @@ def render(results: dict, out: str | Path) -> None:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["human"] = human
     env.filters["section_label"] = guide.section_label
-    env.filters["g"] = lambda v, digits=3: "-" if v is None else f"{v:.{digits}g}"
-    env.filters["f4"] = lambda v: "-" if v is None else f"{v:.4f}"  # None: a metric with nothing to measure
+    # None or absent (a run that failed before the stage wrote it): a figure with nothing to show.
+    env.filters["g"] = lambda v, digits=3: "-" if v is None or is_undefined(v) else f"{v:.{digits}g}"
+    env.filters["f4"] = lambda v: "-" if v is None or is_undefined(v) else f"{v:.4f}"
     answers = results.get("summary") or summary.summarize(results)
     context = {"results": results, "sections": sections, "claims": results.get("claims", []),
                "summary": answers, "headline": summary.headline(answers), "label": summary.LABEL,

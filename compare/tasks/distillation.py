@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared import weights as W
 from shared.data.distillation import with_teacher
 from shared.specs import FRAMEWORKS, get_spec
 from shared.specs.distillation import DistillationLossSpec
@@ -21,10 +20,9 @@ from .. import backends as B
 from .. import speed as S
 from ..studies import MIXED, REFUTED, SUPPORTED, Study, StudyContext
 from . import TaskPlugin
+from .classification import REFERENCE, trained_model
 
 NOT_MEASURABLE, TIE = "not measurable here", "tie"
-REFERENCE = "torch"  # the framework whose trained teacher gives both students their soft targets
-TEACHER_WEIGHTS = "teacher-torch.safetensors"  # the teacher's canonical weights, copied into the run's cache
 
 
 @dataclass(frozen=True)
@@ -47,30 +45,20 @@ SCRATCH_ALPHA = 1.0  # alpha = 1: the loss is the hard-label cross-entropy alone
 
 def attach_teacher(spec, data, preset: str, cache_of, printer=print):
     """``data`` with the teacher's logits (``TaskPlugin.prepare_data``). For ``spec.teacher == "classification"``
-    the teacher is the classification run's trained reference model at ``preset``, read from that run's cache
-    folder (``cache_of(run)``), or trained now and stored there as its train stage would store it (the run then
-    reuses it); both students learn from this one teacher's logits. A ridge teacher's came with the data."""
+    the teacher is the classification run's trained reference model at ``preset`` (compare/tasks/
+    classification.py: trained_model, from that run's cache or trained there now); both students learn from this
+    one teacher's logits. A ridge teacher's came with the data."""
     if spec.teacher != "classification":
         return data
-    import json
-
     from ..frameworks import load_twin
 
     teacher_spec = get_spec("classification", preset)
     if teacher_spec.data != spec.data or teacher_spec.model.num_classes != spec.model.num_classes:
         raise ValueError(f"distillation ({preset}): the teacher is the classification model of the same preset, "
                          f"which must see the same data; received {teacher_spec.data} against {spec.data}")
-    twin, cache = load_twin(REFERENCE, "classification"), cache_of("classification")
-    path = cache.path(f"trained-{REFERENCE}.safetensors")
-    if path.exists():
-        teacher = twin.bridge.load_weights(twin.task.build_model(teacher_spec), path)
-        printer(f"    teacher: the classification run's trained {REFERENCE} model (cached)")
-    else:
-        printer(f"    teacher: training the classification model with {REFERENCE} (its own run will reuse it)")
-        teacher, history = twin.task.train(teacher_spec, progress=False)
-        twin.bridge.save_weights(teacher, path, {"task": "classification", "preset": preset, "device": "cpu"})
-        W.write_atomic(cache.path(f"trained-{REFERENCE}.history.json"), json.dumps(history))
-    logits = [twin.task.predict(teacher, split.images)["logits"] for split in (data.train, data.test)]
+    teacher, path = trained_model(preset, cache_of, lambda line: printer(line.replace("    ", "    teacher: ", 1)))
+    predict = load_twin(REFERENCE, "classification").task.predict
+    logits = [predict(teacher, split.images)["logits"] for split in (data.train, data.test)]
     return with_teacher(data, *logits, teacher=f"the classification model ({REFERENCE}-trained)", weights=str(path))
 
 

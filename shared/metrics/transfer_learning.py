@@ -1,0 +1,7 @@
+"""Transfer-learning metrics: the target task is a classifier's (accuracy through scikit-learn)."""
+
+from __future__ import annotations
+
+from .classification import PRIMARY_METRIC, agreement, evaluate
+
+__all__ = ["PRIMARY_METRIC", "agreement", "evaluate"]
