@@ -34,9 +34,11 @@ class Plan:
     sizes: tuple[int, ...]
     seeds: int
     steps: int
+    port_size: int = 64      # the ResNet-18 port's input side (px)
+    port_per_class: int = 0  # its training images per class (0: all)
 
 
-PLANS = {"quick": Plan(targets=("textures",), sizes=(10, 0), seeds=2, steps=24),
+PLANS = {"quick": Plan(targets=("textures",), sizes=(10, 0), seeds=2, steps=24, port_size=32, port_per_class=20),
          "standard": Plan(targets=("digits", "faces", "textures"), sizes=(10, 50, 0), seeds=2, steps=60)}
 
 
@@ -204,7 +206,6 @@ def _what_to_freeze(accuracy: dict, plan: Plan) -> dict:
 
 # ------------------------------------------------------------------------------------- ResNet-18 port
 
-PORT_SIZE = 64  # px: ResNet-18's stride 32 leaves 2x2 at the last stage
 IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
 
 
@@ -219,9 +220,10 @@ def resnet18_port_study(ctx: StudyContext) -> dict:
 
     from ..frameworks import load_twins
 
-    spec = resnet18(image_size=PORT_SIZE)
-    data = load_target(dataclasses.replace(ctx.spec.data, target="digits", image_size=PORT_SIZE,
-                                           samples_per_class=0))
+    plan = _plan(ctx)  # 64 px: ResNet-18's stride of 32 leaves 2 x 2 at its last stage
+    spec = resnet18(image_size=plan.port_size)
+    data = load_target(dataclasses.replace(ctx.spec.data, target="digits", image_size=plan.port_size,
+                                           samples_per_class=plan.port_per_class))
     torch.manual_seed(ctx.spec.train.seed)
     # weights=None: nothing is downloaded here; a user with ImageNet weights passes them and nothing else changes.
     state = {k: v.numpy() for k, v in torchvision.models.resnet18(weights=None).state_dict().items()
@@ -248,7 +250,7 @@ def resnet18_port_study(ctx: StudyContext) -> dict:
     return {"title": "torchvision's ResNet-18 as a frozen feature extractor in both frameworks (seed answer 3)",
             "text": f"torchvision.models.resnet18's state_dict (random initialisation: nothing is downloaded here; "
                     f"ImageNet weights take the same path) loaded into both twins through the canonical layout; "
-                    f"the digits at {PORT_SIZE} px, ImageNet-normalised, through the frozen network; the last "
+                    f"the digits at {plan.port_size} px ({len(data.train)} training images), ImageNet-normalised, through the frozen network; the last "
                     f"stage's globally averaged features compared between the frameworks, and a logistic "
                     f"regression (scikit-learn) fitted on each framework's training features.",
             "columns": ["framework", "feature_dim", "train_images", "test_accuracy", "features_max_abs_diff",

@@ -37,3 +37,10 @@ def build_model(spec: TransferSpec) -> TransferNet:
     """The spec's network, frozen per its strategy; the pretrained body is loaded by the caller (the report's
     initialisation reads it from the source run's cache)."""
     return TransferNet(spec.model, spec.input_shape[:2], spec.trainable)
+
+
+# One side only, with the reason (tests/test_structure.py reads this).
+FRAMEWORK_SPECIFIC = {
+    "TransferNet.train": "torch's train() puts every BatchNorm on batch statistics; a frozen one must stay in eval "
+                         "mode, which Keras gets from trainable=False on the layer",
+}

@@ -1,0 +1,45 @@
+"""Training with on-the-fly augmentation (PyTorch twin): the classification network and loss, each batch
+through the torchvision pipeline before its step."""
+
+from __future__ import annotations
+
+import torch
+
+from shared.data import batch_plan, check_labels
+from shared.data.augmentation import load
+from shared.data.classification import ClassificationData, Split
+from shared.specs.augmentation import AugmentationSpec
+
+from ..classification.loss import compute_loss
+from ..classification.model import ResNet, build_model
+from ..classification.train import evaluate as evaluate_classifier
+from ..tensors import resolve_device, to_native
+from ..training import Trainer
+from .ops import augment_batch, build_pipeline
+
+
+def evaluate(model: ResNet, split: Split, spec: AugmentationSpec, device: str = "cpu") -> dict:
+    """accuracy, balanced_accuracy and per_class_recall on ``split`` (never augmented)."""
+    return evaluate_classifier(model, split, spec, device)
+
+
+def train(spec: AugmentationSpec, data: ClassificationData | None = None, *, model: ResNet | None = None,
+          device: str = "cpu", progress: bool = True) -> tuple[ResNet, list[dict]]:
+    """Train on ``data`` with ``spec.augment``'s ops on the fly; returns the model and per-epoch history (the
+    training split's accuracy too, un-augmented, for the train-test gap)."""
+    spec.check_data_matches()
+    data = data or load(spec)
+    dev = resolve_device(device)
+    torch.manual_seed(spec.train.seed)  # the pipeline's draws, and the model's when it is built here
+    if model is None:
+        model = build_model(spec)
+    model.to(dev)
+    images = to_native(data.train.images, channels=spec.model.in_channels, device=dev)
+    labels = torch.from_numpy(check_labels(data.train.labels, num_classes=spec.model.num_classes,
+                                           n=len(data.train))).to(dev)
+    plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
+    trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=dev)
+    history = trainer.fit(images, labels, plan, evaluate=lambda: evaluate(model, data.test, spec, dev),
+                          progress=progress,
+                          augment=augment_batch(build_pipeline(spec.augment, spec.data.image_size, spec.train.seed)))
+    return model.cpu(), history
