@@ -50,6 +50,15 @@ def training_targets(split: Split, spec) -> np.ndarray:
 
 
 
+def colour_images(size: int, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` generated shapes on real colour photographs and textures (shared.data.shapes), [n, size, size, 3]:
+    what the op-parity study and the gallery show, whatever the task's own data (grey digits would leave the
+    colour ops nothing to change)."""
+    from .shapes import render_shape_image
+
+    return np.stack([render_shape_image(np.random.default_rng((seed, 5, i)), size, i % 6) for i in range(n)])
+
+
 def parity_params(image_size: int, crop_size: int, seed: int = 0) -> dict[str, dict]:
     """One fixed parameter set per op of PARITY_OPS (shared.specs.augmentation), for both twins' ``apply_op``:
     angles in degrees (counter-clockwise positive), shifts in pixels (right and down positive), boxes as
@@ -70,4 +79,4 @@ def parity_params(image_size: int, crop_size: int, seed: int = 0) -> dict[str, d
     }
 
 
-__all__ = ["SHIFTS", "load", "parity_params", "shifted", "training_targets"]
+__all__ = ["SHIFTS", "colour_images", "load", "parity_params", "shifted", "training_targets"]

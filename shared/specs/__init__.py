@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import classification, detection, distillation, transfer_learning
+from . import augmentation, classification, detection, distillation, transfer_learning
 from .base import ParityTolerances, SpecError, TrainSpec, spec_key, spec_to_dict
 
 FRAMEWORKS = ("torch", "tensorflow")
@@ -55,7 +55,8 @@ class TaskEntry:
 TASKS: dict[str, TaskEntry] = {e.name: e for e in (
     TaskEntry("classification", "ResNet-style classifier and feature extractor; pooling variants", (1, 2, 16),
               "ready", {"tiny": classification.tiny, "standard": classification.standard}, "resnet"),
-    TaskEntry("augmentation", "data augmentation ops and their ablation", (4,)),
+    TaskEntry("augmentation", "torchvision v2 against Keras preprocessing layers: op parity, ablation, throughput",
+              (4,), "ready", {"tiny": augmentation.tiny, "standard": augmentation.standard}, "resnet"),
     TaskEntry("transfer_learning", "the classifier's backbone frozen or fine-tuned on digits, faces and textures",
               (3, 18), "ready", {"tiny": transfer_learning.tiny, "standard": transfer_learning.standard}, "finetune"),
     TaskEntry("detection", "anchors; SSD-, Faster R-CNN- and YOLO-style detectors", (5, 19, 23), "ready",
