@@ -55,7 +55,8 @@ def test_unknown_task_framework_and_preset_list_the_valid_ones():
     with pytest.raises(SpecError, match=r"unknown preset 'huge'.*expected one of \['standard', 'tiny'\]"):
         get_spec("classification", "huge")
     with pytest.raises(SpecError, match=r"task 'ocr' is planned.*tasks that run: "
-                                        r"\['classification', 'detection', 'distillation', 'distributed', 'transfer_learning'\]"):
+                                        r"\['augmentation', 'classification', 'detection', 'distillation', 'distributed', "
+                                        r"'transfer_learning'\]"):
         check_task("ocr")
 
 

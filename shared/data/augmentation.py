@@ -21,7 +21,9 @@ def shifted(split: Split, kind: str, seed: int = 0) -> Split:
     darker: every pixel times 0.5 (under-exposure);
     noisier: Gaussian noise of standard deviation 0.1, clipped to [0, 1].
     """
-    rng = np.random.default_rng((seed, SHIFTS.index(kind) if kind in SHIFTS else -1))
+    if kind not in SHIFTS:
+        raise ValueError(f"unknown shift {kind!r}; expected one of {list(SHIFTS)}")
+    rng = np.random.default_rng((seed, SHIFTS.index(kind)))
     if kind == "rotated":
         from skimage.transform import rotate
 
@@ -30,11 +32,9 @@ def shifted(split: Split, kind: str, seed: int = 0) -> Split:
                            for img, a in zip(split.images, angles)]).astype(np.float32)
     elif kind == "darker":
         images = (split.images * 0.5).astype(np.float32)
-    elif kind == "noisier":
+    else:  # noisier
         noise = rng.normal(0.0, 0.1, split.images.shape)
         images = np.clip(split.images + noise, 0.0, 1.0).astype(np.float32)
-    else:
-        raise ValueError(f"unknown shift {kind!r}; expected one of {list(SHIFTS)}")
     return Split(images, split.labels)
 
 
