@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 import torch
 
+from shared import weights as W
 from shared.data.distillation import InputError, check_targets, pack_targets, ridge_teacher
 from shared.specs import get_spec
 from shared.specs.distillation import DistillationLossSpec
@@ -163,13 +164,15 @@ def test_the_classification_teacher_is_stored_for_its_run_and_reused(attached):
 
 
 def test_each_study_runs_on_the_tiny_preset(attached, twins, tmp_path):
-    """The three studies at the quick profile's plan with a network teacher: their tables, plots and verdicts."""
+    """The three studies at the quick profile's plan with a network teacher, 2 epochs a student: their tables,
+    plots and verdicts (not the accuracies) are under test."""
     from compare.cache import TaskCache
     from compare.parity import same_init
     from compare.studies import StudyContext
     from compare.tasks.distillation import PLANS, PLUGIN
 
     spec, data, _, _ = attached
+    spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, epochs=2))
     models, _ = same_init(twins, spec, "torch", 0)
     trained = {fw: twins[fw].task.train(spec, data, model=models[fw], progress=False)[0] for fw in twins}
     cache = TaskCache(tmp_path, "distillation", "tiny", spec)
@@ -193,3 +196,46 @@ def test_each_study_runs_on_the_tiny_preset(attached, twins, tmp_path):
     assert all(t["parameters"] > 3 * s["parameters"] for t, s in zip(teacher, student))  # tiny: 8/16 vs 4/8
     assert all(r["p50_ms_b1"] > 0 and r["p50_ms_b32"] > 0 for r in teacher + student)
     assert table["verdicts"][0]["verdict"] in ("supported", "refuted", "mixed")
+
+
+def test_the_online_distiller_computes_the_offline_loss_and_trains_the_student_only(attached, twins):
+    """The Distiller (the teacher called in every step, as the Keras guide writes it) gives the loss the task's
+    offline targets give, in both twins; its step moves the student and leaves the teacher as it was."""
+    from compare.frameworks import load_twins
+
+    spec, data, _, _ = attached
+    teachers = load_twins("classification")
+    teacher_weights = W.load_file(data.teacher_weights)
+    images, labels = data.train.images[:16], data.train.labels[:16]
+    for fw, twin in twins.items():
+        teacher = teachers[fw].bridge.import_weights(teachers[fw].task.build_model(get_spec("classification", "tiny")),
+                                                     teacher_weights)
+        student = twin.task.build_model(spec)
+        distiller = twin.task.Distiller(student, teacher, spec)
+        x = twin.tensors.to_native(images)
+        if fw == "torch":
+            distiller.train()
+            online = twin.task.distillation_loss(*(distiller(x)[k] for k in ("logits", "teacher_logits")),
+                                                 torch.from_numpy(labels), spec.distill)
+            offline = twin.task.compute_loss({"logits": distiller.student(x)["logits"]},
+                                             torch.from_numpy(data.train.targets[:16]), spec)
+            optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+            step = lambda: distiller.train_step(x, torch.from_numpy(labels), optimizer)  # noqa: E731
+        else:
+            out = distiller(x, training=True)
+            online = twin.task.distillation_loss(out["logits"], out["teacher_logits"], tf.constant(labels),
+                                                 spec.distill)
+            offline = twin.task.compute_loss({"logits": student(x, training=True)["logits"]},
+                                             tf.constant(data.train.targets[:16]), spec)
+            import keras
+
+            distiller.compile(optimizer=keras.optimizers.SGD(0.1))
+            step = lambda: distiller.train_on_batch(x, labels)  # noqa: E731
+        for key in ("loss_classifier", "loss_distillation", "loss"):
+            assert abs(float(online[key]) - float(offline[key])) <= 1e-5 * abs(float(offline[key])), (fw, key)
+        before_teacher = teachers[fw].bridge.export_weights(teacher)
+        before_student = twin.bridge.export_weights(student)
+        step()
+        after_teacher, after_student = teachers[fw].bridge.export_weights(teacher), twin.bridge.export_weights(student)
+        assert all(np.array_equal(before_teacher[k], after_teacher[k]) for k in before_teacher), fw
+        assert not np.array_equal(before_student["fc.weight"], after_student["fc.weight"]), fw

@@ -126,14 +126,14 @@ def test_the_initialisation_takes_the_classification_body_and_a_new_head(source,
 
 
 def test_each_study_runs_on_the_tiny_preset(source, twins, tmp_path, monkeypatch):
-    """Every study at a short version of the quick plan (8 steps a cell: the tables, plots and verdicts, not
-    the accuracies, are under test)."""
+    """Every study at a short version of the quick plan (8 steps a cell, the port on 5 digits a class: the
+    tables, plots and verdicts, not the accuracies, are under test)."""
     from compare.cache import TaskCache
     from compare.studies import StudyContext
     from compare.tasks import transfer_learning as T
     from compare.tasks.transfer_learning import PLANS, PLUGIN
 
-    monkeypatch.setitem(PLANS, "quick", dataclasses.replace(PLANS["quick"], steps=8))
+    monkeypatch.setitem(PLANS, "quick", dataclasses.replace(PLANS["quick"], steps=8, port_per_class=5))
     assert T._plan(type("Ctx", (), {"profile": "quick"})()).steps == 8
     _, init = source
     spec = get_spec("transfer_learning", "tiny")

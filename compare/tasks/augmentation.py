@@ -75,7 +75,8 @@ def op_parity_study(ctx: StudyContext) -> dict:
     different = [r for r in rows if r["tolerance"] is None]
     verdict = SUPPORTED if all(r["verdict"] == "same" for r in same) else REFUTED
     return {"title": "The ops of torchvision.transforms.v2 and Keras' layers with the same parameters (seed answer 4)",
-            "text": f"{len(images)} generated colour images (shapes on photographs) through each op's functional call (torchvision) and the Keras "
+            "text": f"{len(images)} generated colour images (shapes on photographs) through each op's functional "
+                    f"call (torchvision) and the Keras "
                     f"layer's transform_images with a transformation it did not draw, the parameters fixed (angles "
                     f"counter-clockwise, shifts in pixels, boxes top/left/size, factors as torchvision's "
                     f"multipliers). max_abs_diff: the largest difference between the twins' outputs in the "
@@ -182,7 +183,8 @@ def _ablation_verdicts(cells: dict, plan: Plan) -> list[dict]:
         {"claim": "Augmentation improves accuracy on held-out data", "verdict": _judge(gain),
          "evidence": "; ".join(f"{fw}: best {best[fw]} {cells[fw, best[fw]]['test']:.3f} against none "
                                f"{cells[fw, 'none']['test']:.3f} ({gain[fw]:+.3f}), every op at once "
-                               f"{cells[fw, 'all']['test']:.3f}" + (f", with 3x the epochs {cells[fw, LONG]['test']:.3f}"
+                               f"{cells[fw, 'all']['test']:.3f}"
+                               + (f", with 3x the epochs {cells[fw, LONG]['test']:.3f}"
                                                                     if LONG in plan.configs else "")
                                for fw in FRAMEWORKS)},
         {"claim": "Augmentation reduces overfitting (the train-test gap)", "verdict": _judge(gap_cut),
@@ -229,7 +231,8 @@ def gallery_study(ctx: StudyContext) -> dict:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return {"title": "Gallery of augmented samples, side by side (seed answer 4)",
-            "text": "Generated colour images (shapes on photographs), each in two rows, torchvision above Keras: every op with the op-parity study's "
+            "text": "Generated colour images (shapes on photographs), each in two rows, torchvision above Keras: "
+                    "every op with the op-parity study's "
                     "fixed parameters (the same picture where the libraries agree), then each library's random "
                     "pipeline with every op on, drawn twice (different draws: each library samples its own).",
             "columns": [], "rows": [], "plot": None, "verdicts": [], "images": {"gallery": str(path)}}
@@ -336,7 +339,8 @@ PLUGIN = TaskPlugin(
              Study(gallery_study, "gallery", (4,)),
              Study(throughput_study, "throughput", (4,))),
     claims=(
-        ("augmentation-accuracy", "4", "Data augmentation improves accuracy on unseen data", _study_verdict("ablation")),
+        ("augmentation-accuracy", "4", "Data augmentation improves accuracy on unseen data",
+         _study_verdict("ablation")),
         ("augmentation-overfitting", "4", "Data augmentation reduces overfitting", _study_verdict("ablation", 1)),
         ("augmentation-robustness", "4", "Augmentation makes models robust to rotation, lighting and noise",
          _study_verdict("ablation", 2)),

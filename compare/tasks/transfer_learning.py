@@ -234,7 +234,8 @@ def resnet18_port_study(ctx: StudyContext) -> dict:
         model = twin.bridge.import_weights(twin.task.build_model(spec), state)
         for split_name, split in (("train", data.train), ("test", data.test)):
             images = ((split.images - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
-            last = twin.task.predict(model, images, with_features=True, batch_size=64)[f"features.{len(spec.model.depths) - 1}"]
+            outputs = twin.task.predict(model, images, with_features=True, batch_size=64)
+            last = outputs[f"features.{len(spec.model.depths) - 1}"]
             features[fw, split_name] = last.mean(axis=(1, 2))  # the global average pool before ``fc``
         head = LogisticRegression(max_iter=2000).fit(features[fw, "train"], data.train.labels)
         rows.append({"framework": fw, "feature_dim": int(features[fw, "train"].shape[1]),
@@ -250,7 +251,8 @@ def resnet18_port_study(ctx: StudyContext) -> dict:
     return {"title": "torchvision's ResNet-18 as a frozen feature extractor in both frameworks (seed answer 3)",
             "text": f"torchvision.models.resnet18's state_dict (random initialisation: nothing is downloaded here; "
                     f"ImageNet weights take the same path) loaded into both twins through the canonical layout; "
-                    f"the digits at {plan.port_size} px ({len(data.train)} training images), ImageNet-normalised, through the frozen network; the last "
+                    f"the digits at {plan.port_size} px ({len(data.train)} training images), ImageNet-normalised, "
+                    f"through the frozen network; the last "
                     f"stage's globally averaged features compared between the frameworks, and a logistic "
                     f"regression (scikit-learn) fitted on each framework's training features.",
             "columns": ["framework", "feature_dim", "train_images", "test_accuracy", "features_max_abs_diff",

@@ -3,7 +3,8 @@ twin's ResNet, the loss the distillation loss."""
 
 from ..classification.model import predict
 from .loss import compute_loss, distillation_loss
-from .model import build_model
+from .model import Distiller, build_model
 from .train import evaluate, train, train_steps
 
-__all__ = ["build_model", "compute_loss", "distillation_loss", "evaluate", "predict", "train", "train_steps"]
+__all__ = ["Distiller", "build_model", "compute_loss", "distillation_loss", "evaluate", "predict", "train",
+           "train_steps"]

@@ -3,7 +3,7 @@ twin's ResNet, the loss the distillation loss."""
 
 from ..classification.model import build_functional, predict
 from .loss import compute_loss, distillation_loss
-from .model import build_model
+from .model import Distiller, build_model
 from .train import evaluate, train, train_steps
 
 # tfmot rebuilds the student as the classifier's tf_keras functional twin (tensorflow_impl/quantize.py).
@@ -12,5 +12,5 @@ FRAMEWORK_SPECIFIC = {
                         "twin; torch's quantization and pruning work on the model itself",
 }
 
-__all__ = ["FRAMEWORK_SPECIFIC", "build_functional", "build_model", "compute_loss", "distillation_loss", "evaluate",
-           "predict", "train", "train_steps"]
+__all__ = ["Distiller", "FRAMEWORK_SPECIFIC", "build_functional", "build_model", "compute_loss", "distillation_loss",
+           "evaluate", "predict", "train", "train_steps"]
