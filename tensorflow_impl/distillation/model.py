@@ -41,7 +41,7 @@ class Distiller(keras.Model):
         return {"logits": self.student(images, training=training)["logits"], "teacher_logits": teacher}
 
     def train_step(self, data):
-        images, labels = data
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             outputs = self(images, training=True)
             losses = distillation_loss(outputs["logits"], outputs["teacher_logits"], labels, self.spec.distill)
