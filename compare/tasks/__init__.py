@@ -40,6 +40,33 @@ class TaskPlugin:
     prepare_data: Callable | None = None
 
 
+NOT_MEASURABLE = "not measurable here"  # compare.claims' verdict for a claim this run cannot grade
+
+
+def study_verdict(task: str, name: str, index: int = 0) -> Callable:
+    """A claim judge (``TaskPlugin.claims``) that takes verdict ``index`` of study ``name`` of ``task``'s results,
+    its evidence split into lines; not measurable where the task or the study did not run."""
+
+    def judge(results: dict, code: dict, env: dict) -> tuple[str, list[str]]:
+        found = results.get("tasks", {}).get(task)
+        if not found:
+            return NOT_MEASURABLE, [f"the {task} task is not in this run (twinvision report --tasks {task})"]
+        study = next((s for s in found.get("studies", []) if s.get("name") == name), None)
+        if study is None or len(study.get("verdicts", [])) <= index:
+            return NOT_MEASURABLE, [f"the {name} study did not finish in this run (see the task's errors)"]
+        verdict = study["verdicts"][index]
+        return verdict["verdict"], [line.strip() for line in verdict["evidence"].split("; ")]
+
+    return judge
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value) of a study's runs over seeds."""
+    import numpy as np
+
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def plugin(task: str) -> TaskPlugin:
     """The ``PLUGIN`` of ``compare.tasks.<task>``; a clear error for a task without one."""
     module = task_module(__name__, task, "PLUGIN = TaskPlugin(...)")
@@ -49,4 +76,4 @@ def plugin(task: str) -> TaskPlugin:
     return found
 
 
-__all__ = ["TaskPlugin", "plugin"]
+__all__ = ["NOT_MEASURABLE", "TaskPlugin", "mean_sd", "plugin", "study_verdict"]

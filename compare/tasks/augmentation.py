@@ -6,6 +6,7 @@ is the classifier trained with every op on, which the harness exports, quantizes
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from shared.specs.augmentation import DIFFERENT_OPS, OPS, PARITY_OPS, SAME_OP_TO
 
 from .. import speed as S
 from ..studies import MIXED, REFUTED, SUPPORTED, Study, StudyContext
-from . import TaskPlugin
+from . import TaskPlugin, study_verdict
 
 NOT_MEASURABLE, TIE = "not measurable here", "tie"
 # One seed per ablation cell: a difference in accuracy counts from this margin (2 points) up.
@@ -324,18 +325,7 @@ def _starving(rows: list[dict]) -> dict:
 # ------------------------------------------------------------------------------------- claims
 
 
-def _study_verdict(name: str, index: int = 0):
-    def judge(results: dict, code: dict, env: dict) -> tuple[str, list[str]]:
-        task = results.get("tasks", {}).get("augmentation")
-        if not task:
-            return NOT_MEASURABLE, ["the augmentation task is not in this run (twinvision report --tasks augmentation)"]
-        study = next((s for s in task.get("studies", []) if s.get("name") == name), None)
-        if study is None or len(study.get("verdicts", [])) <= index:
-            return NOT_MEASURABLE, [f"the {name} study did not finish in this run (see the task's errors)"]
-        found = study["verdicts"][index]
-        return found["verdict"], [line.strip() for line in found["evidence"].split("; ")]
-
-    return judge
+_study_verdict = functools.partial(study_verdict, "augmentation")  # a claim graded by one of this task's studies
 
 
 PLUGIN = TaskPlugin(

@@ -6,6 +6,7 @@ take it through every export, int8 path and timing; the quantization claim reads
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from shared.specs.distillation import DistillationLossSpec
 from .. import backends as B
 from .. import speed as S
 from ..studies import MIXED, REFUTED, SUPPORTED, Study, StudyContext
-from . import TaskPlugin
+from . import TaskPlugin, mean_sd, study_verdict
 from .classification import REFERENCE, trained_model
 
 NOT_MEASURABLE, TIE = "not measurable here", "tie"
@@ -112,10 +113,6 @@ def _student(ctx: StudyContext, framework: str, temperature: float, alpha: float
     return found
 
 
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
 def _gap(a: list[float], b: list[float]) -> tuple[float, float]:
     """mean(b) - mean(a) and the noise it is judged against: twice the standard error of that difference."""
     noise = 2 * math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b)) if min(len(a), len(b)) > 1 \
@@ -141,7 +138,7 @@ def seeds_study(ctx: StudyContext) -> dict:
         for label, alpha in configs:
             runs = [_student(ctx, fw, distill.temperature, alpha, seed) for seed in seeds]
             accuracy[fw, label] = [r["accuracy"] for r in runs]
-            mean, sd = _mean_sd(accuracy[fw, label])
+            mean, sd = mean_sd(accuracy[fw, label])
             rows.append({"framework": fw, "student": label, "seeds": len(seeds), "test_accuracy": mean,
                          "accuracy_sd": sd, "accuracy_min": min(accuracy[fw, label]),
                          "accuracy_max": max(accuracy[fw, label]),
@@ -166,7 +163,7 @@ def seeds_study(ctx: StudyContext) -> dict:
             "plot": {"kind": "bars", "title": "Student test accuracy, mean over seeds (bars: one sd)",
                      "ylabel": "test accuracy", "xlabel": "student", "labels": [c[0] for c in configs],
                      "series": {fw: [float(np.mean(accuracy[fw, c[0]])) for c in configs] for fw in FRAMEWORKS},
-                     "errors": {fw: [_mean_sd(accuracy[fw, c[0]])[1] for c in configs] for fw in FRAMEWORKS}},
+                     "errors": {fw: [mean_sd(accuracy[fw, c[0]])[1] for c in configs] for fw in FRAMEWORKS}},
             "verdicts": [{"claim": "A distilled student keeps or improves the accuracy of the same network "
                                    "trained alone", "verdict": verdict,
                           "evidence": "; ".join(lines) + f"; the teacher scores {teacher:.3f}"}],
@@ -186,7 +183,7 @@ def sweep_study(ctx: StudyContext) -> dict:
                 rows.append({"framework": fw, "alpha": alpha, "temperature": t, "test_accuracy": found[fw, alpha, t],
                              "against_scratch": found[fw, alpha, t] - scratch})
     # One seed per cell: a difference of two cells is judged against the seeds study's spread of one cell.
-    spread = {fw: _mean_sd([_student(ctx, fw, ctx.spec.distill.temperature, ctx.spec.distill.alpha,
+    spread = {fw: mean_sd([_student(ctx, fw, ctx.spec.distill.temperature, ctx.spec.distill.alpha,
                                      seed + k)["accuracy"] for k in range(plan.seeds)])[1] for fw in FRAMEWORKS}
     lines, outcomes = [], []
     for fw in FRAMEWORKS:
@@ -305,22 +302,6 @@ def _smaller_faster(rows: list[dict], timing: dict) -> dict:
 # ------------------------------------------------------------------------------------- claims
 
 
-def _study_verdict(name: str, index: int = 0):
-    """A claim graded by a verdict of one of this task's studies."""
-
-    def judge(results: dict, code: dict, env: dict) -> tuple[str, list[str]]:
-        task = results.get("tasks", {}).get("distillation")
-        if not task:
-            return NOT_MEASURABLE, ["the distillation task is not in this run (twinvision report --tasks distillation)"]
-        study = next((s for s in task.get("studies", []) if s.get("name") == name), None)
-        if study is None or len(study.get("verdicts", [])) <= index:
-            return NOT_MEASURABLE, [f"the {name} study did not finish in this run (see the task's errors)"]
-        found = study["verdicts"][index]
-        return found["verdict"], [line.strip() for line in found["evidence"].split("; ")]
-
-    return judge
-
-
 INT8 = ("tflite-int8", "torch-int8", "onnxruntime-int8", "onnxruntime-torch-int8")
 
 
@@ -344,6 +325,9 @@ def _quantized_student(results: dict, code: dict, env: dict) -> tuple[str, list[
         lines.append(f"{r['variant']}: accuracy {r['quality']:.3f} ({-drop:+.3f} against fp32), {size}")
     verdict = SUPPORTED if all(ok) else REFUTED if not any(ok) else MIXED
     return verdict, lines
+
+
+_study_verdict = functools.partial(study_verdict, "distillation")  # a claim graded by one of this task's studies
 
 
 PLUGIN = TaskPlugin(

@@ -18,6 +18,7 @@ report reruns none of them.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -33,7 +34,7 @@ from shared.specs import FRAMEWORKS, get_spec
 from .. import data_parallel as D
 from ..claims import MARGIN, NOT_MEASURABLE
 from ..studies import MIXED, REFUTED, SUPPORTED, Study, StudyContext
-from . import TaskPlugin
+from . import TaskPlugin, mean_sd, study_verdict
 
 EQUIVALENCE = 1e-5  # of each tensor's max |value|: N workers against one process with the whole batch
 JOB_TIMEOUT_S = 900.0
@@ -346,10 +347,6 @@ def fault_study(ctx: StudyContext) -> dict:
 # ------------------------------------------------------------------------------------- convergence
 
 
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
 def convergence_study(ctx: StudyContext) -> dict:
     """Same epochs, 1 worker against 2 (global batch doubled), the learning rate as is or doubled; test
     accuracy and final training loss over several seeds, per framework."""
@@ -378,8 +375,8 @@ def convergence_study(ctx: StudyContext) -> dict:
                 accuracy_of_job = ctx.cache.json(f"{Path(job['weights']).parent.name}-accuracy.json", evaluate)[0]
                 per_epoch = max(1, steps // epochs)
                 found.append((accuracy_of_job, float(np.mean(job["losses"][-per_epoch:]))))
-            acc_mean, acc_sd = _mean_sd([a for a, _ in found])
-            loss_mean, loss_sd = _mean_sd([v for _, v in found])
+            acc_mean, acc_sd = mean_sd([a for a, _ in found])
+            loss_mean, loss_sd = mean_sd([v for _, v in found])
             accuracy[fw, label] = [a for a, _ in found]
             rows.append({"framework": fw, "config": label, "workers": workers, "global_batch": global_batch,
                          "lr": rate or lr, "steps": steps, "seeds": len(seeds), "test_accuracy": acc_mean,
@@ -546,24 +543,11 @@ def _tolerance(spec, precision: str, what: str) -> float:
 # ------------------------------------------------------------------------------------- claims
 
 
-def _study_verdict(name: str, index: int = 0):
-    """A claim graded by a verdict of one of this task's studies."""
-
-    def judge(results: dict, code: dict, env: dict) -> tuple[str, list[str]]:
-        task = results.get("tasks", {}).get("distributed")
-        if not task:
-            return NOT_MEASURABLE, ["the distributed task is not in this run (twinvision report --tasks distributed)"]
-        study = next((s for s in task.get("studies", []) if s.get("name") == name), None)
-        if study is None or len(study.get("verdicts", [])) <= index:
-            return NOT_MEASURABLE, [f"the {name} study did not finish in this run (see the task's errors)"]
-        found = study["verdicts"][index]
-        return found["verdict"], [line.strip() for line in found["evidence"].split("; ")]
-
-    return judge
-
-
 def _not_measured(reason: str):
     return lambda results, code, env: (NOT_MEASURABLE, [reason])
+
+
+_study_verdict = functools.partial(study_verdict, "distributed")  # a claim graded by one of this task's studies
 
 
 PLUGIN = TaskPlugin(

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.data.transfer_learning import load_target
-from shared.weights import is_canonical_key
 from shared.specs import FRAMEWORKS
 from shared.specs.transfer_learning import STRATEGIES, TARGET_CLASSES
+from shared.weights import is_canonical_key
 
 from ..studies import MIXED, REFUTED, SUPPORTED, Study, StudyContext
-from . import TaskPlugin
+from . import TaskPlugin, mean_sd
 from .classification import trained_model
 
 NOT_MEASURABLE, TIE = "not measurable here", "tie"
@@ -88,10 +88,6 @@ def _cell(ctx: StudyContext, framework: str, target: str, per_class: int, strate
     return found
 
 
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
 def _noise(a: list[float], b: list[float]) -> float:
     """Twice the standard error of mean(b) - mean(a)."""
     return 2 * math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b)) if min(len(a), len(b)) > 1 \
@@ -118,7 +114,7 @@ def target_study(target: str):
                  for fw in FRAMEWORKS for size in plan.sizes for strategy in STRATEGIES}
         rows = []
         for (fw, size, strategy), runs in cells.items():
-            mean, sd = _mean_sd([r["accuracy"] for r in runs])
+            mean, sd = mean_sd([r["accuracy"] for r in runs])
             rows.append({"framework": fw, "per_class": _size_name(size), "train_images": runs[0]["train_images"],
                          "strategy": strategy, "seeds": len(runs), "epochs": runs[0]["epochs"],
                          "test_accuracy": mean, "accuracy_sd": sd,
@@ -141,7 +137,7 @@ def target_study(target: str):
                          "ylabel": "test accuracy", "xlabel": "training images per class", "labels": sizes,
                          "series": {f"{fw} {s}": [float(np.mean(accuracy[fw, size, s])) for size in plan.sizes]
                                     for fw in FRAMEWORKS for s in STRATEGIES},
-                         "errors": {f"{fw} {s}": [_mean_sd(accuracy[fw, size, s])[1] for size in plan.sizes]
+                         "errors": {f"{fw} {s}": [mean_sd(accuracy[fw, size, s])[1] for size in plan.sizes]
                                     for fw in FRAMEWORKS for s in STRATEGIES}},
                 "verdicts": [_little_data(accuracy, plan), _faster(cells, plan), _what_to_freeze(accuracy, plan)],
                 "images": {}}
