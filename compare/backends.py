@@ -164,7 +164,14 @@ def onnx_runner(name: str, path: str | os.PathLike, threads: int) -> Runner:
     # The graph's own input shape (symbolic dimensions, such as the batch, are strings): NHWC for the check.
     dims = [d if isinstance(d, int) else None for d in session.get_inputs()[0].shape]
     shape = (dims[2], dims[3], dims[1]) if layout == "NCHW" else tuple(dims[1:4])
-    return Runner(name, to_input, lambda feed: session.run(None, feed), lambda out: dict(zip(names, out)), shape)
+    def to_numpy(out):
+        # An NCHW graph's 4-D outputs (a segmenter's per-pixel logits) are NCHW too: back to NHWC, as the
+        # torch twin's own outputs are (pytorch_impl/tensors.py: to_numpy).
+        if layout == "NCHW":
+            out = [np.ascontiguousarray(o.transpose(0, 2, 3, 1)) if o.ndim == 4 else o for o in out]
+        return dict(zip(names, out))
+
+    return Runner(name, to_input, lambda feed: session.run(None, feed), to_numpy, shape)
 
 
 def tflite_runner(name: str, path: str | os.PathLike, threads: int, keys: tuple[str, ...] | None = None) -> Runner:

@@ -82,9 +82,58 @@ def forward_parity(spec, twins: dict[str, Twin], images: np.ndarray, seed: int =
     return entries
 
 
+# L2 compares gradients at one point of weight space. Where a ReLU's input there is within float32 rounding of 0,
+# the two frameworks' forward passes (equal to ~1e-7 of the scale) can put it on opposite sides of the kink, and
+# the gradient of every layer below differs by that element's whole upstream gradient: not a difference in the
+# twins, a non-differentiable probe point (seen on a 32 px segmenter: one of 300,000 ReLU inputs at 1.7e-6 came
+# out -2.4e-7 in TensorFlow, a 3% gradient error in the stem). A gradient check is made where the function is
+# smooth, as finite-difference checks are: initialisations are drawn until no ReLU input of the PyTorch model in
+# training mode lies within KINK_MARGIN of its tensor's largest |value| (twice that gap, 5e-7 of its tensor's
+# largest value, and far above a CPU's own rounding, so the same seed is chosen on every machine); if none of
+# KINK_PROBES draws is that smooth, the smoothest. A dense-output model has so many ReLU inputs that few draws
+# are smooth at a batch of 8: its spec sets fewer images (``tolerances.gradient_images``).
+KINK_MARGIN = 1e-6
+KINK_PROBES = 8
+
+
+def relu_margin(model, x) -> float:
+    """The smallest nonzero |input| of any ReLU in a training-mode forward pass of the torch ``model`` on the
+    native batch ``x``, relative to that input's largest |value| (on a copy: the model's BatchNorm statistics
+    stay as they are)."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    relus = {F.relu, torch.relu, torch.relu_, F.relu_, torch.Tensor.relu}
+    margins = [float("inf")]
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func in relus:
+                values = args[0].detach().abs()
+                nonzero = values[values > 0]
+                if nonzero.numel():
+                    margins.append(float(nonzero.min() / values.max()))
+            return func(*args, **(kwargs or {}))
+
+    probe = copy.deepcopy(model).train()
+    with torch.no_grad(), Watch():
+        probe(x)
+    return min(margins)
+
+
 def gradient_parity(spec, twins: dict[str, Twin], images: np.ndarray, targets, seed: int = 0) -> list[dict]:
-    """L2: loss terms and every parameter's gradient, training mode (batch statistics)."""
-    models, _ = same_init(twins, spec, "torch", seed)
+    """L2: loss terms and every parameter's gradient, training mode (batch statistics), at the first
+    initialisation from ``seed`` on whose forward pass no ReLU input sits on the kink (KINK_MARGIN)."""
+    x = twins["torch"].tensors.to_native(images)
+    margins = {}
+    for probe in range(KINK_PROBES):
+        margins[seed + probe] = relu_margin(same_init(twins, spec, "torch", seed + probe)[0]["torch"], x)
+        if margins[seed + probe] >= KINK_MARGIN:
+            break
+    models, _ = same_init(twins, spec, "torch", max(margins, key=margins.get))
     results = {}
     for fw, t in twins.items():
         trainer = t.training.Trainer(models[fw], spec, t.task.compute_loss)
@@ -269,7 +318,8 @@ def run_parity(task: str, preset: str = "tiny", levels: tuple[str, ...] = LEVELS
     images, targets = data.train.images[:batch], data.train.targets[:batch]
     runs = {
         "forward": lambda: forward_parity(spec, twins, images, seed),
-        "gradients": lambda: gradient_parity(spec, twins, images, targets, seed),
+        "gradients": lambda: gradient_parity(spec, twins, images[:spec.tolerances.gradient_images],
+                                             targets[:spec.tolerances.gradient_images], seed),
         "training": lambda: training_parity(spec, twins, data.train, seed),
         "onnx": lambda: onnx_parity(spec, twins, images, seed),
     }

@@ -14,6 +14,9 @@ from torch import nn
 # In the order of the TensorFlow twin's definitions (tests/test_structure.py compares them).
 ReLU = nn.ReLU
 Conv2d = nn.Conv2d
+# Output size (H - 1) * stride - 2 * padding + kernel_size + output_padding: torch's definition, which the Keras
+# twin reproduces by cropping a 'valid' transposed conv (its own 'same' padding puts the odd pixel elsewhere).
+ConvTranspose2d = nn.ConvTranspose2d
 Linear = nn.Linear
 
 
@@ -47,6 +50,12 @@ class Pool2d(nn.Module):
         if self.kind == "avg":
             return F.avg_pool2d(x, k, s, p)
         return F.lp_pool2d(F.pad(x, (p, p, p, p)), 2.0, k, s)
+
+
+def resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[N, C, H, W] -> [N, C, *size], bilinear with half-pixel centres (``align_corners=False``) and no
+    antialiasing: the sampling ``tf.image.resize`` does by default, so the twins resize alike both ways."""
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=False)
 
 
 class GlobalPool(nn.Module):

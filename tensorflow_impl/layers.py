@@ -60,6 +60,55 @@ class Conv2d(keras.layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable("twinvision")
+class ConvTranspose2d(keras.layers.Conv2DTranspose):
+    """nn.ConvTranspose2d's signature and output on Keras.
+
+    torch's output is the full transposed convolution, (H - 1) * stride + kernel_size, with ``padding`` cropped
+    from the start and ``padding - output_padding`` from the end. Keras' 'same' padding crops by its forward
+    convolution's rule instead, which for an odd total (kernel 3, stride 2) takes the odd pixel from the other
+    side: a one-pixel shift of the whole map. So this layer runs Keras' 'valid' transposed conv (the full output)
+    and crops exactly as torch does. The kernel is (kh, kw, out, in), torch's (in, out, kh, kw) transposed (the
+    weight bridge's ``conv_transpose`` rule); its default initialisation is torch's (fan-in from the output
+    channels, as torch computes it for a transposed conv).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 output_padding: int = 0, bias: bool = True, kernel_initializer=None, **kwargs):
+        if output_padding > padding:
+            raise ValueError(f"output_padding: expected at most padding ({padding}), since the extra pixels are "
+                             f"cropped from the full output; received {output_padding}")
+        init = _torch_default_init(out_channels * kernel_size * kernel_size)
+        if kernel_initializer is not None:
+            init["kernel_initializer"] = kernel_initializer
+        kwargs = {**init, **kwargs}
+        super().__init__(out_channels, kernel_size, strides=stride, padding="valid", use_bias=bias, **kwargs)
+        self.in_channels, self.pad, self.output_pad = in_channels, padding, output_padding
+
+    def call(self, x):  # [N, H, W, C] -> [N, (H - 1) * s - 2p + k + op, ..., out_channels]
+        out = super().call(x)
+        if self.pad:
+            start, stop = self.pad, self.pad - self.output_pad
+            end = -stop if stop else None
+            out = out[:, start:end, start:end, :]
+        return out
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        size = lambda d: None if d is None else (d - 1) * self.strides[0] - 2 * self.pad + self.kernel_size[0] \
+            + self.output_pad  # noqa: E731
+        return (n, size(h), size(w), self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("filters", "kernel_size", "strides", "padding", "output_padding", "dilation_rate", "use_bias",
+                    "data_format", "groups"):
+            config.pop(key, None)
+        return {**config, "in_channels": self.in_channels, "out_channels": self.filters,
+                "kernel_size": self.kernel_size[0], "stride": self.strides[0], "padding": self.pad,
+                "output_padding": self.output_pad, "bias": self.use_bias}
+
+
+@keras.saving.register_keras_serializable("twinvision")
 class Linear(keras.layers.Dense):
     """nn.Linear's signature and initialisation on Keras."""
 
@@ -206,6 +255,14 @@ class Pool2d(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "kernel_size": self.kernel_size,
                 "stride": self.stride, "padding": self.padding}
+
+
+def resize_bilinear(x, size: tuple[int, int]):
+    """[N, H, W, C] -> [N, *size, C], bilinear with half-pixel centres and no antialiasing (``tf.image.resize``'s
+    default sampling): torch's ``interpolate(mode="bilinear", align_corners=False)``, so the twins resize alike
+    both ways. (``align_corners=True`` would map the corner pixels onto each other instead, and Keras' antialias
+    option widens the kernel when shrinking.)"""
+    return ops.image.resize(x, tuple(size), interpolation="bilinear", antialias=False)
 
 
 @keras.saving.register_keras_serializable("twinvision")

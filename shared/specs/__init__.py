@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import augmentation, classification, detection, distillation, transfer_learning
+from . import augmentation, classification, detection, distillation, semantic_segmentation, transfer_learning
 from .base import ParityTolerances, SpecError, TrainSpec, spec_key, spec_to_dict
 
 FRAMEWORKS = ("torch", "tensorflow")
@@ -63,7 +63,11 @@ TASKS: dict[str, TaskEntry] = {e.name: e for e in (
               {"tiny": detection.tiny, "standard": detection.standard}, "ssd",
               {"yolo": {"tiny": detection.tiny_yolo, "standard": detection.standard_yolo},
                "faster_rcnn": {"tiny": detection.tiny_faster_rcnn, "standard": detection.standard_faster_rcnn}}),
-    TaskEntry("semantic_segmentation", "FCN, U-Net and atrous / DeepLab-style segmentation", (7, 20)),
+    TaskEntry("semantic_segmentation", "FCN, U-Net and atrous / DeepLab-style segmentation", (7, 20), "preview",
+              {"tiny": semantic_segmentation.tiny, "standard": semantic_segmentation.standard}, "fcn",
+              {"unet": {"tiny": semantic_segmentation.tiny_unet, "standard": semantic_segmentation.standard_unet},
+               "deeplab": {"tiny": semantic_segmentation.tiny_deeplab,
+                           "standard": semantic_segmentation.standard_deeplab}}),
     TaskEntry("instance_segmentation", "Mask R-CNN-style instance segmentation", (7, 21, 24)),
     TaskEntry("tracking", "SiamFC-style Siamese tracker", (6, 22)),
     TaskEntry("ocr", "CRNN with CTC loss and decoding", (8, 25)),

@@ -123,6 +123,10 @@ class ParityTolerances:
     # fp64 by step 19, on the order of the tolerance itself. 256 samples keep the probe on
     # the update rules (measured twin difference there: 2.4e-7 of the loss).
     training_samples: int = 256
+    # L2's batch (at most run_parity's): the images whose loss gradients are compared. A dense-output model has
+    # ReLU inputs on every pixel, and with more of them every initialisation puts some within rounding of the
+    # kink (compare/parity.py: KINK_MARGIN); the segmenters compare 2 images of 32 px.
+    gradient_images: int = 8
     # Mixed precision against float32 (shared/precision.py), both twins. Outputs and the loss: within this
     # many unit roundoffs of the format (2^-8 for bfloat16, 2^-11 for float16); measured on the tiny
     # classifier, trained and untrained, with oneDNN's AVX-512 kernels and with the AVX2 / Eigen paths: at most
@@ -141,4 +145,5 @@ class ParityTolerances:
         check_range("tolerances", "training_steps", self.training_steps, 1, 1000, integer=True)
         check_range("tolerances", "training_lr", self.training_lr, 1e-8, 1.0)
         check_range("tolerances", "training_samples", self.training_samples, 1, 1_000_000, integer=True)
+        check_range("tolerances", "gradient_images", self.gradient_images, 1, 4096, integer=True)
         check_range("tolerances", "mixed_roundoffs", self.mixed_roundoffs, 1.0, 1e4)

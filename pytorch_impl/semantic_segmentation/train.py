@@ -1,0 +1,61 @@
+"""Training and evaluation of the semantic-segmentation twin (PyTorch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from shared.data.semantic_segmentation import SegmentationData, SegmentationSplit, check_class_maps, load
+from shared.data import batch_plan
+from shared.metrics.semantic_segmentation import segmentation_metrics
+from shared.specs.base import TrainSpec
+from shared.specs.semantic_segmentation import SegmentationSpec
+
+from ..tensors import resolve_device, to_native
+from ..training import Trainer
+from .loss import compute_loss
+from .model import Segmenter, build_model, predict
+
+
+def evaluate(model: Segmenter, split: SegmentationSplit, spec: SegmentationSpec, device: str = "cpu") -> dict:
+    """miou, pixel_accuracy, boundary_iou and per-class IoU on ``split`` (shared.metrics.semantic_segmentation)."""
+    logits = predict(model, split.images, device=device)["logits"]
+    return segmentation_metrics(logits, split.masks, spec.model.num_classes)
+
+
+def train(spec: SegmentationSpec, data: SegmentationData | None = None, *, model: Segmenter | None = None,
+          device: str = "cpu", progress: bool = True) -> tuple[Segmenter, list[dict]]:
+    """Train on ``data`` (loaded from the spec if None); returns the model and per-epoch history (with the
+    metrics of the validation split, ``val_miou`` ...: the held-out test split is scored once, after training)."""
+    spec.check_data_matches()
+    data = data or load(spec)
+    dev = resolve_device(device)
+    if model is None:
+        torch.manual_seed(spec.train.seed)
+        model = build_model(spec)
+    model.to(dev)
+    images, targets = _training_arrays(spec, data.train.images, data.train.masks)
+    images, targets = to_native(images, device=dev), torch.from_numpy(targets).to(dev)
+    plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
+    trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=dev)
+    history = trainer.fit(images, targets, plan, evaluate=lambda: evaluate(model, data.val, spec, dev),
+                          evaluate_on="val", progress=progress)
+    return model.cpu(), history
+
+
+def train_steps(model: Segmenter, spec: SegmentationSpec, images: np.ndarray, targets: np.ndarray,
+                batches: list[np.ndarray], train: TrainSpec) -> list[float]:
+    """One optimiser step per batch of ``batches`` (index arrays); the per-step losses. The L3 parity probe."""
+    trainer = Trainer(model, spec, compute_loss, train=train, total_steps=len(batches))
+    images, targets = _training_arrays(spec, images, targets)
+    x, y = to_native(images), torch.from_numpy(targets)
+    return [trainer.step(x[torch.as_tensor(idx)], y[torch.as_tensor(idx)]) for idx in batches]
+
+
+def _training_arrays(spec: SegmentationSpec, images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validated NHWC images and [N, H, W] int64 class maps (one array both trainers can index by batch)."""
+    from shared.data import check_images
+
+    h, w, c = spec.input_shape
+    images = check_images(images, channels=c, size=(h, w))
+    return images, check_class_maps(masks, spec.model.num_classes, len(images), (h, w))
