@@ -227,10 +227,14 @@ def quantization_tradeoff(rows: list[dict]) -> str:
 
 def study_plot(plot: dict) -> str | None:
     """A study's plot (compare.studies): ``bars`` (grouped, one group per label; ``errors``, per series, draws
-    error bars) or ``lines`` (one line per series over the labels, ``errors`` likewise); None values are gaps."""
+    error bars), ``lines`` (one line per series over the labels, ``errors`` likewise) or ``points`` (one point
+    per label and series at its ``[x, y]``: a marker per label, a colour per series, named in the legend);
+    None values are gaps."""
     labels, series = plot.get("labels") or [], plot.get("series") or {}
     if not labels or not series:
         return None
+    if plot["kind"] == "points":
+        return _points_plot(plot, labels, series)
     fig, ax = _figure(height=3.0)
     x = np.arange(len(labels))
     values = {name: np.array([np.nan if v is None else v for v in vals], dtype=float) for name, vals in series.items()}
@@ -263,4 +267,27 @@ def study_plot(plot: dict) -> str | None:
         ax.set_xlabel(plot["xlabel"])
     ax.set_title(plot.get("title", ""))
     ax.legend(frameon=False, fontsize=8)
+    return _svg(fig)
+
+
+def _points_plot(plot: dict, labels: list, series: dict) -> str:
+    """``points``: series {name: [[x, y] or None per label]}; each point a marker of its label, coloured by its
+    series (a framework's colour where the name is one), named in the legend rather than on the plot, where
+    labels of nearby points would overlap."""
+    fig, ax = _figure(height=3.2)
+    cycle = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b"]
+    for s_index, (name, points) in enumerate(series.items()):
+        color = COLORS.get(name, cycle[s_index % len(cycle)])
+        for i, (label, point) in enumerate(zip(labels, points)):
+            if point is None or None in point:
+                continue
+            ax.scatter([point[0]], [point[1]], color=color, marker=MARKERS[i % len(MARKERS)], s=45, zorder=3,
+                       edgecolor="black", linewidth=0.4, label=f"{label} ({name})")
+    ax.margins(x=0.15, y=0.2)
+    ax.grid(alpha=0.3)
+    ax.set_xlabel(plot.get("xlabel", ""))
+    ax.set_ylabel(plot.get("ylabel", ""))
+    ax.set_title(plot.get("title", ""))
+    ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
     return _svg(fig)

@@ -51,7 +51,10 @@ class Initialisation:
             raise RuntimeError(f"{spec.task} starts from the trained body of {spec.body_from!r}, which is not in "
                                f"the cache ({path}): run {spec.body_from!r} first (the report runs it before this)")
         trained = W.load_file(path)
-        body = {k: v for k, v in trained.items() if k.startswith(spec.body_keys)}
+        # A model that holds the source's body under a prefix (a segmenter's ``backbone.`` holding the
+        # classifier's stages) names it ``spec.body_prefix``.
+        prefix = getattr(spec, "body_prefix", "")
+        body = {prefix + k: v for k, v in trained.items() if k.startswith(spec.body_keys)}
         wrong = {k: (v.shape, initial.get(k, np.empty(0)).shape) for k, v in body.items()
                  if k not in initial or v.shape != initial[k].shape}
         if not body or wrong:

@@ -91,13 +91,14 @@ class Segmenter(keras.Model):
             self.up = ModuleList([upsampler(k, 2, str(j)) for j in range(len(self.skip_stages))], name="up")
             width = k
         elif m.arch == "unet":
-            d = m.decoder_width
-            self.up = ModuleList([ConvTranspose2d(channels[deepest] if j == 0 else d, d, 2, 2, 0, name=str(j))
-                                  for j in range(len(self.skip_stages))], name="up")
-            self.decode = ModuleList([Sequential(conv_bn_relu(d + channels[i], d, 3, spec, name="0"),
-                                                 conv_bn_relu(d, d, 3, spec, name="1"), name=str(j))
+            # U-Net's symmetry: the decoder level of stage i has stage i's channels, halving as the size doubles.
+            inputs = [channels[i] for i in [deepest, *self.skip_stages]]
+            self.up = ModuleList([ConvTranspose2d(inputs[j], channels[i], 2, 2, 0, name=str(j))
+                                  for j, i in enumerate(self.skip_stages)], name="up")
+            self.decode = ModuleList([Sequential(conv_bn_relu(2 * channels[i], channels[i], 3, spec, name="0"),
+                                                 conv_bn_relu(channels[i], channels[i], 3, spec, name="1"), name=str(j))
                                       for j, i in enumerate(self.skip_stages)], name="decode")
-            self.classifier = Conv2d(d if self.skip_stages else channels[deepest], k, 1, 1, 0, name="classifier")
+            self.classifier = Conv2d(inputs[-1], k, 1, 1, 0, name="classifier")
             width = k
         else:
             self.aspp = ASPP(channels[deepest], m.decoder_width, m.atrous_rates, spec, name="aspp")
