@@ -1,5 +1,5 @@
 """The semantic-segmentation task's harness plug-in (seed answers 7, 20 and 21): the classification model's trained
-body as the segmenters' backbone, four studies and the claims they grade.
+body as the segmenters' backbone, five studies and the claims they grade.
 
 * ``decoders`` (on the last model, DeepLab): the three decoders side by side in each framework, read from their
   runs' caches: parameters, latency, mIoU and boundary IoU, and mIoU against latency as a plot.
@@ -7,6 +7,7 @@ body as the segmenters' backbone, four studies and the claims they grade.
   the same way: what the skips do to the boundary band.
 * ``atrous`` (on DeepLab): the same ASPP with every rate 1 (no dilation): same weights, same output stride,
   a narrower view.
+* ``horses`` (on the FCN): the FCN on a real binary mask, scikit-image's horse, in both frameworks.
 * ``masks`` (every model): held-out scenes with the truth and each twin's prediction.
 
 One training per configuration and framework: a difference counts when it exceeds MARGIN in both frameworks
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared import data as D
 from shared.metrics.semantic_segmentation import segmentation_metrics
 from shared.specs import FRAMEWORKS, get_spec, run_name
 
@@ -38,11 +40,23 @@ QUALITY_TARGET = 0.80  # the best model's held-out mIoU, per framework (the issu
 
 
 @dataclass(frozen=True)
+class HorseSet:
+    n_train: int
+    n_val: int
+    n_test: int
+    epochs: int
+
+
+@dataclass(frozen=True)
 class Plan:
+    """frameworks: where the studies train their own models; horses: the horse study's set and epochs."""
+
     frameworks: tuple[str, ...]
+    horses: HorseSet
 
 
-PLANS = {"quick": Plan(frameworks=FRAMEWORKS), "standard": Plan(frameworks=FRAMEWORKS)}
+PLANS = {"quick": Plan(frameworks=FRAMEWORKS, horses=HorseSet(n_train=256, n_val=16, n_test=64, epochs=2)),
+         "standard": Plan(frameworks=FRAMEWORKS, horses=HorseSet(n_train=1000, n_val=50, n_test=200, epochs=5))}
 
 
 # ------------------------------------------------------------------------------------- pretrained body
@@ -296,12 +310,49 @@ def masks_study(ctx: StudyContext) -> dict:
             "columns": [], "rows": [], "plot": None, "verdicts": [], "images": {"masks": str(path)}}
 
 
+def horses_study(ctx: StudyContext) -> dict:
+    """The FCN trained on a real binary mask: scikit-image's horse silhouette on textures, in both frameworks."""
+    horses = _plan(ctx).horses
+    data_spec = dataclasses.replace(ctx.spec.data, dataset="horses", n_train=horses.n_train, n_val=horses.n_val,
+                                    n_test=horses.n_test)
+    spec = dataclasses.replace(ctx.spec, data=data_spec, model=dataclasses.replace(ctx.spec.model, num_classes=2),
+                               train=dataclasses.replace(ctx.spec.train, epochs=horses.epochs))
+    data = D.load(spec)
+    rows, predictions = [], {}
+    for fw in _plan(ctx).frameworks:
+        twin = ctx.twins[fw]
+
+        def make() -> dict:
+            model, history = twin.task.train(spec, data, model=ctx.initial_model(fw, spec), progress=False)
+            logits = twin.task.predict(model, data.test.images)["logits"]
+            np.save(ctx.cache.path(f"horses-{fw}.npy"), logits.argmax(-1).astype(np.uint8))
+            m = segmentation_metrics(logits, data.test.masks, 2)
+            return {"horse_iou": m["per_class_iou"][1], "miou": m["miou"], "boundary_iou": m["boundary_iou"],
+                    "pixel_accuracy": m["pixel_accuracy"], "seconds": history[-1]["seconds"]}
+
+        found, cached = ctx.cache.json(f"horses-{fw}.json", make)
+        if not cached:
+            ctx.printer(f"    {fw} horses: IoU {found['horse_iou']:.3f}")
+        rows.append({"framework": fw, **found})
+        predictions[fw] = np.load(ctx.cache.path(f"horses-{fw}.npy"))
+    agree = float((predictions["torch"] == predictions["tensorflow"]).mean()) if len(predictions) == 2 else None
+    return {"title": "A real binary mask: scikit-image's horse (seed answer 20)",
+            "text": f"The FCN with the same body, two output classes, trained {horses.epochs} epochs on "
+                    f"{horses.n_train:,} images of scikit-image's horse silhouette (scaled, mirrored, placed at random, "
+                    f"filled with one texture over another) in each framework from the same start; "
+                    f"{horses.n_test} held-out images. Separating a figure from its background, as background "
+                    f"removal does."
+                    + (f" The twins' masks agree on {agree:.3f} of the pixels." if agree is not None else ""),
+            "columns": ["framework", "horse_iou", "miou", "boundary_iou", "pixel_accuracy", "seconds"],
+            "rows": rows, "plot": None, "verdicts": [], "images": {}}
+
+
 def _plan(ctx: StudyContext) -> Plan:
     return PLANS.get(ctx.profile, PLANS["standard"])
 
 
 PLUGIN = TaskPlugin(
-    studies=(Study(skips_study, "skips", (7,)), Study(atrous_study, "atrous", (21,), runs=("deeplab",)),
+    studies=(Study(skips_study, "skips", (7,)), Study(horses_study, "horses", (20,)), Study(atrous_study, "atrous", (21,), runs=("deeplab",)),
              Study(decoders_study, "decoders", (7, 20, 21), runs=("deeplab",)),
              Study(masks_study, "masks", (20,), runs=EVERY_RUN)),
     claims=(
