@@ -126,8 +126,8 @@ def test_every_finished_task_is_in_the_default_report():
     from shared.specs import RUNNABLE, TASKS, check_task, model_name, ready_tasks
 
     assert check_task("detection").status == "ready"
-    assert ready_tasks() == ["classification", "augmentation", "transfer_learning", "detection", "distillation",
-                             "distributed"]
+    assert ready_tasks() == ["classification", "augmentation", "transfer_learning", "detection",
+                             "semantic_segmentation", "distillation", "distributed"]
     assert (model_name("detection"), model_name("detection", "yolo"), model_name("classification")) == (
         "ssd", "yolo", "resnet")
     for name, entry in TASKS.items():  # every task with twins has a harness plug-in

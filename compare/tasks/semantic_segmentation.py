@@ -274,6 +274,7 @@ def masks_study(ctx: StudyContext) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
 
     n = min(GALLERY_IMAGES, len(ctx.data.test))
     images, truth = ctx.data.test.images[:n], ctx.data.test.masks[:n]
@@ -296,15 +297,18 @@ def masks_study(ctx: StudyContext) -> dict:
                 ax.set_title(columns[j], fontsize=8)
     model = MODELS.get(None if ctx.spec.model.arch == "fcn" else ctx.spec.model.arch, ctx.spec.model.arch)
     fig.suptitle(f"{model}: held-out scenes, truth and each twin's prediction", fontsize=9)
-    fig.tight_layout()
+    names = getattr(ctx.data, "class_names", ())[:k]
+    fig.legend(handles=[Patch(facecolor=colours(i), edgecolor="grey", label=name) for i, name in enumerate(names)],
+               loc="lower center", ncol=min(len(names), 4), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * ((len(names) + 3) // 4), 1, 1))
     path = ctx.cache.path(f"masks-{ctx.spec.model.arch}.png")
     fig.savefig(path, dpi=90)
     plt.close(fig)
     agree = {fw: float((p == truth).mean()) for fw, p in predicted.items()}
     twins = float((predicted["torch"] == predicted["tensorflow"]).mean()) if len(predicted) == 2 else None
     return {"title": f"Predicted masks, {model} (seed answer 20)",
-            "text": f"The first {n} held-out scenes: the image, its class map (black: background; one colour per "
-                    f"shape class) and each framework's prediction. Pixels right on these images: "
+            "text": f"The first {n} held-out scenes: the image, its class map (the legend names the colours) and "
+                    f"each framework's prediction. Pixels right on these images: "
                     + ", ".join(f"{fw} {v:.3f}" for fw, v in agree.items())
                     + (f"; the twins agree on {twins:.3f} of the pixels." if twins is not None else "."),
             "columns": [], "rows": [], "plot": None, "verdicts": [], "images": {"masks": str(path)}}

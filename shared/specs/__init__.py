@@ -64,7 +64,7 @@ TASKS: dict[str, TaskEntry] = {e.name: e for e in (
               {"yolo": {"tiny": detection.tiny_yolo, "standard": detection.standard_yolo},
                "faster_rcnn": {"tiny": detection.tiny_faster_rcnn, "standard": detection.standard_faster_rcnn}}),
     TaskEntry("semantic_segmentation", "FCN, U-Net and atrous / DeepLab-style segmentation", (7, 20, 21),
-              "preview",
+              "ready",
               {"tiny": semantic_segmentation.tiny, "standard": semantic_segmentation.standard}, "fcn",
               {"unet": {"tiny": semantic_segmentation.tiny_unet, "standard": semantic_segmentation.standard_unet},
                "deeplab": {"tiny": semantic_segmentation.tiny_deeplab,
