@@ -338,3 +338,13 @@ def test_each_study_runs_on_the_tiny_preset(twins, tmp_path):
     assert len(horses["rows"]) == 2 and all(0 <= r["horse_iou"] <= 1 for r in horses["rows"])
     for variant in MODELS:
         assert Path(results[variant, "masks"]["images"]["masks"]).stat().st_size > 1000
+
+
+def test_padding_share_of_dilated_taps():
+    from compare.tasks.semantic_segmentation import _padding_share
+
+    assert _padding_share(8, 8) == 1.0  # every outer tap is off the map
+    # Rate 1 on a 3x3 map: the centre sees all 8 outer taps, an edge cell 5, a corner 3: (8 + 4 * 5 + 4 * 3) / 72.
+    assert _padding_share(3, 1) == pytest.approx(1 - 40 / 72)
+    shares = [_padding_share(8, r) for r in (1, 2, 4, 6)]
+    assert shares == sorted(shares)
