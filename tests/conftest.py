@@ -88,3 +88,17 @@ def no_worker_left_behind():
             except (ProcessLookupError, ValueError):
                 pass
         pytest.fail(f"data-parallel worker processes left behind: {left}")
+
+
+@pytest.fixture
+def smoke_timing(monkeypatch):
+    """The quick profile's timing rule cut to a few calls per measurement, for tests of a report's or a study's
+    flow that assert nothing about the times (tests assert correctness; the report measures speed)."""
+    from compare import pipeline
+    from compare import speed as S
+
+    smoke = S.TimingBudget(warmup_window=1, warmup_max_s=0.0, sample_s=0.001, window=2, max_samples=2,
+                           max_time_s=0.0)
+    monkeypatch.setattr(S, "QUICK", smoke)
+    monkeypatch.setitem(pipeline.PROFILES, "quick", ("tiny", smoke, pipeline.PROFILES["quick"][2]))
+    return smoke

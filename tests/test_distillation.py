@@ -163,7 +163,7 @@ def test_the_classification_teacher_is_stored_for_its_run_and_reused(attached):
     assert data.train.targets.shape == (len(data.train), 1 + spec.model.num_classes)
 
 
-def test_each_study_runs_on_the_tiny_preset(attached, twins, tmp_path):
+def test_each_study_runs_on_the_tiny_preset(attached, twins, tmp_path, smoke_timing):
     """The three studies at the quick profile's plan with a network teacher, 2 epochs a student: their tables,
     plots and verdicts (not the accuracies) are under test."""
     from compare.cache import TaskCache

@@ -295,7 +295,7 @@ def test_tiny_fcn_learns_the_scenes_in_both_frameworks(twins, data):
 # ------------------------------------------------------------------------------------- studies
 
 
-def test_each_study_runs_on_the_tiny_preset(twins, tmp_path):
+def test_each_study_runs_on_the_tiny_preset(twins, tmp_path, smoke_timing):
     """Every study at the quick profile's plan on the three tiny models, trained 1 epoch each and stored where
     their runs' caches are: tables, plots and verdicts (not the accuracies) are under test."""
     from compare.parity import same_init
