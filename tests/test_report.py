@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -29,15 +30,52 @@ def _twinvision(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def quick_report(tmp_path_factory):
-    """One task's quick report through the command line (every ready task's is the slow test below's and CI's
-    nightly job's: docs/ARCHITECTURE.md, "Time budgets")."""
+def interrupted_report(tmp_path_factory):
+    """A two-task quick report (classification, then detection) SIGKILLed once the first task is published, then
+    the first task's report run again on the same cache. Returns what the killed run left (``partial``: its
+    results.json, ``html``, ``markdown``, the gate's verdict on it, stray temporary files) and the resumed run
+    (``out``, ``stdout``), which the other tests read as the quick report: one classification model trained and
+    exported for the module, not two."""
     base = tmp_path_factory.mktemp("report")
-    out = base / "reports" / "latest"
-    proc = _twinvision("report", "--profile", "quick", "--tasks", "classification", "--out", str(out), "--cache",
-                       str(base / "cache"))
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return out, proc.stdout
+    cache, out = base / "cache", base / "reports" / "latest"
+    args = [sys.executable, "-m", "compare.cli", "report", "--profile", "quick", "--out", str(out), "--cache",
+            str(cache)]
+    proc = subprocess.Popen([*args, "--tasks", "classification", "detection"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def published() -> dict | None:
+        try:
+            results = json.loads((out / "results.json").read_text())
+        except (OSError, ValueError):
+            return None
+        written = all((out / name).exists() for name in ("index.html", "report.md"))
+        return results if "classification" in results["tasks"] and written else None
+
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline and published() is None:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    partial = published()
+    assert partial is not None, "the first task was never published"
+    left = types.SimpleNamespace(
+        partial=partial, html=(out / "index.html").read_text(), markdown=(out / "report.md").read_text(),
+        gate=_twinvision("check", "--results", str(out / "results.json")),
+        leftovers=[p for p in cache.rglob("*") if p.name.endswith(".tmp")])
+    resumed = _twinvision("report", "--profile", "quick", "--tasks", "classification", "--out", str(out), "--cache",
+                          str(cache))
+    assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
+    return types.SimpleNamespace(**vars(left), out=out, stdout=resumed.stdout)
+
+
+@pytest.fixture(scope="module")
+def quick_report(interrupted_report):
+    """One task's quick report through the command line: the resumed run of ``interrupted_report`` (every ready
+    task's is the slow test below's and CI's nightly job's: docs/ARCHITECTURE.md, "Time budgets")."""
+    return interrupted_report.out, interrupted_report.stdout
 
 
 def test_report_writes_three_files_with_every_backend(quick_report):
@@ -110,9 +148,9 @@ def test_report_writes_three_files_with_every_backend(quick_report):
     assert len(totals) == 1, totals
 
 
-def test_timing_table_puts_each_task_against_its_budget(quick_report):
-    out, _ = quick_report
-    results = json.loads((out / "results.json").read_text())
+def test_timing_table_puts_each_task_against_its_budget(interrupted_report):
+    """The first run of a task (the killed report's classification, a cold cache) against the quick budget."""
+    results = interrupted_report.partial
     timing = results["timing"]
     assert timing["cpu"] == results["run"]["host"]["cpu"] and timing["profile"] == "quick"
     assert timing["budget"] == {"cold": 90.0, "warm": 90.0}
@@ -123,9 +161,8 @@ def test_timing_table_puts_each_task_against_its_budget(quick_report):
     assert row["seconds"] == pytest.approx(sum(row["stages"].values())) and row["seconds"] > 0
     assert row["cold_seconds"] == row["seconds"] and row["warm_seconds"] is None
     assert row["within_budget"] == {"cold": row["seconds"] <= 90.0, "warm": None}
-    html = (out / "index.html").read_text()
-    assert 'id="timing"' in html and "cold &le; 90 s" in html
-    assert "## Time per task, against its budget" in (out / "report.md").read_text()
+    assert 'id="timing"' in interrupted_report.html and "cold &le; 90 s" in interrupted_report.html
+    assert "## Time per task, against its budget" in interrupted_report.markdown
 
 
 def test_claims_are_all_graded(quick_report):
@@ -298,47 +335,23 @@ def test_report_reads_well_in_a_real_browser(quick_report, tmp_path, screen):
         assert probe["claim_items_in_first_screen"] >= 7, probe  # every claim of 13 and 30 on the first screen
 
 
-def test_killed_report_leaves_a_valid_report_and_resumes_without_retraining(tmp_path):
+def test_killed_report_leaves_a_valid_report_and_resumes_without_retraining(interrupted_report):
     """A two-task report killed once the first task is published (the second one running): index.html and
     results.json hold the first task, name the runs still pending and pass the gate, no half-written model file
     is left, and the next run takes the finished task's trained models from the cache."""
-    cache, out = tmp_path / "cache", tmp_path / "reports" / "latest"
-    args = [sys.executable, "-m", "compare.cli", "report", "--profile", "quick", "--out", str(out), "--cache",
-            str(cache)]
-    proc = subprocess.Popen([*args, "--tasks", "classification", "detection"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-    def published() -> dict | None:
-        try:
-            results = json.loads((out / "results.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return results if "classification" in results["tasks"] and (out / "index.html").exists() else None
-
-    try:
-        deadline = time.time() + 400
-        while time.time() < deadline and published() is None:
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
-            time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    partial = published()
-    assert partial is not None, "the first task was never published"
+    partial = interrupted_report.partial
     validate(partial)
     assert set(partial["tasks"]) == {"classification"}
     assert partial["run"]["pending"] == ["detection", "detection.yolo", "detection.faster_rcnn"]
-    html = (out / "index.html").read_text()
+    html = interrupted_report.html
     assert "Partial report." in html and "Still running: detection, detection.yolo" in html
-    gate = _twinvision("check", "--results", str(out / "results.json"))
+    gate = interrupted_report.gate
     assert gate.returncode == 0 and "3 run(s) still pending" in gate.stdout, gate.stdout + gate.stderr
-    leftovers = [p for p in cache.rglob("*") if p.name.endswith(".tmp")]
-    assert not [p for p in leftovers if p.is_file() and "trained" in p.name]
-    # The next run starts from the finished task's cache: `export` (training, then every artifact) takes both
-    # trained models and every export from it instead of training again.
-    again = _twinvision("export", "--task", "classification", "--profile", "quick", "--cache", str(cache))
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "torch: cached" in again.stdout and "tensorflow: cached" in again.stdout, again.stdout[-3000:]
+    assert not [p for p in interrupted_report.leftovers if p.is_file() and "trained" in p.name]
+    # The next run starts from the finished task's cache: both trained models (and every export) come from it
+    # instead of being trained again.
+    stdout = interrupted_report.stdout
+    assert "torch: cached" in stdout and "tensorflow: cached" in stdout, stdout[-3000:]
 
 
 def test_failing_backend_is_recorded_and_the_report_completes(tmp_path, monkeypatch):
