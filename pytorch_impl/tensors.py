@@ -50,3 +50,23 @@ def targets_to_native(targets, device: str | torch.device = "cpu"):
     if isinstance(targets, (list, tuple)):
         return type(targets)(targets_to_native(v, device) for v in targets)
     return torch.from_numpy(np.ascontiguousarray(targets)).to(device)
+
+
+def batched_outputs(model, images: np.ndarray, *, with_features: bool = False, batch_size: int = 64,
+                    device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
+    """Eval-mode outputs of a model with ``forward_features`` (its maps, shallow to deep) and ``forward_head``
+    (maps -> a dict of outputs) for NHWC numpy images at ``model.spec.input_shape``, as NHWC numpy, in batches;
+    with ``with_features``, every map too, as ``features.<i>``. The ``predict`` of the detectors and segmenters."""
+    h, w, c = model.spec.input_shape
+    x_all = to_native(images, channels=c, size=(h, w), device=device)
+    model.eval()
+    chunks: dict[str, list[np.ndarray]] = {}
+    with torch.inference_mode():
+        for start in range(0, x_all.shape[0], batch_size):
+            features = model.forward_features(x_all[start:start + batch_size])
+            out = model.forward_head(features)
+            if with_features:
+                out.update({f"features.{i}": f for i, f in enumerate(features)})
+            for key, value in out.items():
+                chunks.setdefault(key, []).append(to_numpy(value))
+    return {key: np.concatenate(parts) for key, parts in chunks.items()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
@@ -55,3 +57,37 @@ def targets_to_native(targets, device: str = "cpu"):
         return type(targets)(targets_to_native(v, device) for v in targets)
     with tf.device(resolve_device(device)):
         return tf.convert_to_tensor(targets)
+
+
+def batched_outputs(model, images: np.ndarray, *, with_features: bool = False, batch_size: int = 64,
+                    device: str = "cpu") -> dict[str, np.ndarray]:
+    """Eval-mode outputs of a model with ``forward_features`` (its maps, shallow to deep) and ``forward_head``
+    (maps -> a dict of outputs) for NHWC numpy images at ``model.spec.input_shape``, as NHWC numpy, in batches;
+    with ``with_features``, every map too, as ``features.<i>``. The ``predict`` of the detectors and segmenters."""
+    h, w, c = model.spec.input_shape
+    x_all = to_native(images, channels=c, size=(h, w), device=device)
+    forward = _inference_fn(model, with_features)
+    chunks: dict[str, list[np.ndarray]] = {}
+    with tf.device(resolve_device(device)):
+        for start in range(0, x_all.shape[0], batch_size):
+            for key, value in forward(x_all[start:start + batch_size]).items():
+                chunks.setdefault(key, []).append(to_numpy(value))
+    return {key: np.concatenate(parts) for key, parts in chunks.items()}
+
+
+_INFERENCE_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _inference_fn(model, with_features: bool):
+    # One traced graph per model and output set (tf.function), as Keras' predict would use.
+    cache = _INFERENCE_FNS.setdefault(model, {})
+    if with_features not in cache:
+        @tf.function(reduce_retracing=True)
+        def forward(x):
+            features = model.forward_features(x, training=False)
+            out = model.forward_head(features)
+            if with_features:
+                out.update({f"features.{i}": f for i, f in enumerate(features)})
+            return out
+        cache[with_features] = forward
+    return cache[with_features]

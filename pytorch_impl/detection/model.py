@@ -9,10 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.data.validate import check_images
 from shared.specs.detection import DetectionSpec
 
-from ..tensors import to_native, to_numpy
+from ..tensors import batched_outputs
 from .detectors import detector
 
 
@@ -33,17 +32,4 @@ def predict(model, images: np.ndarray, *, with_features: bool = False, batch_siz
 
     With ``with_features``, every anchor level's map too, as ``features.<l>``: [N, H_l, W_l, C_l].
     """
-    h, w, c = model.spec.input_shape
-    x_all = to_native(check_images(images, channels=c, size=(h, w)), device=device)
-    model.eval()
-    chunks: dict[str, list[np.ndarray]] = {}
-    with torch.inference_mode():
-        for start in range(0, x_all.shape[0], batch_size):
-            features = model.forward_features(x_all[start:start + batch_size])
-            out = model.forward_head(features)
-            if with_features:
-                out.update({f"features.{i}": f for i, f in enumerate(features)})
-            for key, value in out.items():
-                chunks.setdefault(key, []).append(to_numpy(value))
-    return {key: np.concatenate(parts) for key, parts in chunks.items()}
-
+    return batched_outputs(model, images, with_features=with_features, batch_size=batch_size, device=device)

@@ -18,7 +18,7 @@ from shared.specs.semantic_segmentation import SegmentationSpec
 
 from ..classification.model import ResNet
 from ..layers import BatchNorm2d, Conv2d, ConvTranspose2d, ModuleList, ReLU, Sequential, resize_bilinear
-from ..tensors import check_native, to_native, to_numpy
+from ..tensors import batched_outputs, check_native
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, spec: SegmentationSpec,
@@ -132,16 +132,4 @@ def predict(model: Segmenter, images: np.ndarray, *, with_features: bool = False
             device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
     """Eval-mode outputs for NHWC numpy images: ``logits`` [N, H, W, K]; with ``with_features``, every backbone
     stage's map as ``features.<i>``: [N, H_i, W_i, C_i]."""
-    h, w, c = model.spec.input_shape
-    x_all = to_native(images, channels=c, size=(h, w), device=device)
-    model.eval()
-    chunks: dict[str, list[np.ndarray]] = {}
-    with torch.inference_mode():
-        for start in range(0, x_all.shape[0], batch_size):
-            features = model.forward_features(x_all[start:start + batch_size])
-            out = model.forward_head(features)
-            if with_features:
-                out.update({f"features.{i}": f for i, f in enumerate(features)})
-            for key, value in out.items():
-                chunks.setdefault(key, []).append(to_numpy(value))
-    return {key: np.concatenate(parts) for key, parts in chunks.items()}
+    return batched_outputs(model, images, with_features=with_features, batch_size=batch_size, device=device)

@@ -5,16 +5,12 @@ detectors (``detectors.py``), and eval-mode outputs for numpy images. Reads line
 
 from __future__ import annotations
 
-import weakref
-
 import keras
 import numpy as np
-import tensorflow as tf
 
-from shared.data.validate import check_images
 from shared.specs.detection import DetectionSpec
 
-from ..tensors import resolve_device, to_native, to_numpy
+from ..tensors import batched_outputs
 from .detectors import detector
 
 
@@ -37,30 +33,4 @@ def predict(model, images: np.ndarray, *, with_features: bool = False, batch_siz
 
     With ``with_features``, every anchor level's map too, as ``features.<l>``: [N, H_l, W_l, C_l].
     """
-    h, w, c = model.spec.input_shape
-    x_all = to_native(check_images(images, channels=c, size=(h, w)), device=device)
-    forward = _inference_fn(model, with_features)
-    chunks: dict[str, list[np.ndarray]] = {}
-    with tf.device(resolve_device(device)):
-        for start in range(0, x_all.shape[0], batch_size):
-            for key, value in forward(x_all[start:start + batch_size]).items():
-                chunks.setdefault(key, []).append(to_numpy(value))
-    return {key: np.concatenate(parts) for key, parts in chunks.items()}
-
-
-_INFERENCE_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _inference_fn(model, with_features: bool):
-    # One traced graph per model and output set (tf.function), as Keras' predict would use.
-    cache = _INFERENCE_FNS.setdefault(model, {})
-    if with_features not in cache:
-        @tf.function(reduce_retracing=True)
-        def forward(x):
-            features = model.forward_features(x, training=False)
-            out = model.forward_head(features)
-            if with_features:
-                out.update({f"features.{i}": f for i, f in enumerate(features)})
-            return out
-        cache[with_features] = forward
-    return cache[with_features]
+    return batched_outputs(model, images, with_features=with_features, batch_size=batch_size, device=device)

@@ -10,11 +10,9 @@ flag.
 from __future__ import annotations
 
 import dataclasses
-import weakref
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from shared.kernels import bilinear_kernel
@@ -23,7 +21,7 @@ from shared.specs.semantic_segmentation import SegmentationSpec
 
 from ..classification.model import ResNet
 from ..layers import BatchNorm2d, Conv2d, ConvTranspose2d, ModuleList, ReLU, Sequential, resize_bilinear
-from ..tensors import check_native, resolve_device, to_native, to_numpy
+from ..tensors import batched_outputs, check_native
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, spec: SegmentationSpec,
@@ -152,31 +150,4 @@ def predict(model: Segmenter, images: np.ndarray, *, with_features: bool = False
             device: str = "cpu") -> dict[str, np.ndarray]:
     """Eval-mode outputs for NHWC numpy images: ``logits`` [N, H, W, K]; with ``with_features``, every backbone
     stage's map as ``features.<i>``: [N, H_i, W_i, C_i]."""
-    h, w, c = model.spec.input_shape
-    x_all = to_native(images, channels=c, size=(h, w), device=device)
-    forward = _inference_fn(model, with_features)
-    chunks: dict[str, list[np.ndarray]] = {}
-    with tf.device(resolve_device(device)):
-        for start in range(0, x_all.shape[0], batch_size):
-            for key, value in forward(x_all[start:start + batch_size]).items():
-                chunks.setdefault(key, []).append(to_numpy(value))
-    return {key: np.concatenate(parts) for key, parts in chunks.items()}
-
-
-_INFERENCE_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _inference_fn(model: Segmenter, with_features: bool):
-    # One traced graph per model and output set (tf.function), as Keras' predict would use.
-    cache = _INFERENCE_FNS.setdefault(model, {})
-    if with_features not in cache:
-        @tf.function(reduce_retracing=True)
-        def forward(x):
-            features = model.forward_features(x, training=False)
-            out = model.forward_head(features)
-            if with_features:
-                out.update({f"features.{i}": f for i, f in enumerate(features)})
-            return out
-        cache[with_features] = forward
-    return cache[with_features]
-
+    return batched_outputs(model, images, with_features=with_features, batch_size=batch_size, device=device)
