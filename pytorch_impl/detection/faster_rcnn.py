@@ -30,6 +30,8 @@ RoIs it samples.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -116,7 +118,9 @@ class FasterRCNN(nn.Module):
         init_body(self)
         self.rpn = RPNHead(in_channels, spec.anchors.num_anchors_per_location, spec.rcnn.rpn_head_width)
         level = spec.rcnn.roi_level
-        self.roi_head = RoIHead(in_channels[level], spec.anchors.strides[level], spec)
+        # The RoI level's channels and stride, which a further RoI head (the mask head) reads too.
+        self.roi_channels, self.roi_stride = in_channels[level], spec.anchors.strides[level]
+        self.roi_head = RoIHead(self.roi_channels, self.roi_stride, spec)
         self.register_buffer("anchors", torch.tensor(task_anchors(spec)), persistent=False)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -218,10 +222,10 @@ def assign_targets(candidates: torch.Tensor, valid: torch.Tensor, gt_boxes: torc
                    high: float, low: float, allow_low_quality: bool):
     """Match per image: candidates [B, n, 4] (valid [B, n]) to ground truth [B, M, 4] (labels [B, M], -1 padding).
 
-    Returns positive [B, n], negative [B, n] (bool), the matched boxes [B, n, 4] and 0-based labels [B, n]
-    (dummy values where not positive).
+    Returns positive [B, n], negative [B, n] (bool), the matched boxes [B, n, 4], 0-based labels [B, n] and
+    ground-truth rows [B, n] (dummy values where not positive).
     """
-    positives, negatives, boxes, labels = [], [], [], []
+    positives, negatives, boxes, labels, rows = [], [], [], [], []
     for b in range(candidates.shape[0]):
         keep = gt_labels[b] >= 0
         g_boxes, g_labels = gt_boxes[b][keep], gt_labels[b][keep]
@@ -231,11 +235,30 @@ def assign_targets(candidates: torch.Tensor, valid: torch.Tensor, gt_boxes: torc
         negatives.append(valid[b] & (m == BACKGROUND))
         boxes.append(torch.cat([g_boxes, g_boxes.new_ones(1, 4)])[safe])
         labels.append(torch.cat([g_labels, g_labels.new_zeros(1)])[safe])
-    return torch.stack(positives), torch.stack(negatives), torch.stack(boxes), torch.stack(labels)
+        rows.append(torch.where(m >= 0, m, 0))
+    return (torch.stack(positives), torch.stack(negatives), torch.stack(boxes), torch.stack(labels),
+            torch.stack(rows))
+
+
+class RoISample(NamedTuple):
+    """The RoIs the box head's loss was taken on, for a further head (the mask head): candidates [B, n, 4]
+    (the proposals, then the ground-truth boxes), the sampled positives [B, n], their matched ground-truth rows
+    [B, n] and 0-based labels [B, n] (dummy values where not positive) and the sampling priorities [n]."""
+
+    candidates: torch.Tensor
+    positive: torch.Tensor
+    rows: torch.Tensor
+    labels: torch.Tensor
+    priority: torch.Tensor
 
 
 def compute_loss(outputs: dict, targets, spec: DetectionSpec) -> dict[str, torch.Tensor]:
-    """torchvision's Faster R-CNN losses on training-mode outputs.
+    """torchvision's Faster R-CNN losses on training-mode outputs (``detector_losses``, without the RoIs)."""
+    return detector_losses(outputs, targets, spec)[0]
+
+
+def detector_losses(outputs: dict, targets, spec: DetectionSpec) -> tuple[dict[str, torch.Tensor], RoISample]:
+    """torchvision's Faster R-CNN losses on training-mode outputs, and the RoIs sampled for the box head.
 
     targets: per image ``{"boxes", "labels"}`` or packed [B, M, 5] (as the SSD's ``compute_loss``).
     Returns ``{"loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}``:
@@ -255,7 +278,7 @@ def compute_loss(outputs: dict, targets, spec: DetectionSpec) -> dict[str, torch
 
     # RPN: anchors against the boxes (0.7 / 0.3, plus each box's best anchors), 256 sampled per image.
     every = torch.ones(batch, num_anchors, dtype=torch.bool, device=device)
-    pos, neg, matched, _ = assign_targets(anchors.expand(batch, -1, -1), every, gt_boxes, gt_labels,
+    pos, neg, matched, _, _ = assign_targets(anchors.expand(batch, -1, -1), every, gt_boxes, gt_labels,
                                           r.rpn_fg_iou, r.rpn_bg_iou, True)
     priority = torch.from_numpy(sampling_priority(num_anchors, r.sampling_seed, 0)).to(device)
     pos, neg = sample(pos, neg, priority, r.rpn_batch_size, r.rpn_positive_fraction)
@@ -271,7 +294,7 @@ def compute_loss(outputs: dict, targets, spec: DetectionSpec) -> dict[str, torch
     candidates = torch.cat([proposals.detach(), gt_boxes], dim=1)                          # [B, P + M, 4]
     valid = ((candidates[..., 2] - candidates[..., 0]) > 0) & ((candidates[..., 3] - candidates[..., 1]) > 0)
     valid[:, proposals.shape[1]:] &= gt_labels >= 0
-    pos, neg, matched, matched_labels = assign_targets(candidates, valid, gt_boxes, gt_labels, r.roi_fg_iou,
+    pos, neg, matched, matched_labels, matched_rows = assign_targets(candidates, valid, gt_boxes, gt_labels, r.roi_fg_iou,
                                                        r.roi_fg_iou, False)
     n = candidates.shape[1]
     priority = torch.from_numpy(sampling_priority(r.num_roi_candidates_max, r.sampling_seed, 1)[:n]).to(device)
@@ -289,9 +312,10 @@ def compute_loss(outputs: dict, targets, spec: DetectionSpec) -> dict[str, torch
     roi_targets = encode_boxes(matched[pos], candidates[pos], BOX_CODER_WEIGHTS)
     loss_box_reg = F.smooth_l1_loss(true_class[pos], roi_targets, beta=r.smooth_l1_beta,
                                     reduction="sum") / num_sampled
-    return {"loss": loss_objectness + loss_rpn_box_reg + loss_classifier + loss_box_reg,
-            "loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_rpn_box_reg,
-            "loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+    losses = {"loss": loss_objectness + loss_rpn_box_reg + loss_classifier + loss_box_reg,
+              "loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_rpn_box_reg,
+              "loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+    return losses, RoISample(candidates, pos, matched_rows, matched_labels, priority)
 
 
 def _check_training_outputs(outputs, spec: DetectionSpec):
@@ -344,29 +368,39 @@ MIN_DETECTION_SIZE = 1e-2
 def postprocess(outputs, spec: DetectionSpec) -> list[dict[str, np.ndarray]]:
     """torchvision's RoIHeads.postprocess_detections: eval-mode outputs (tensors or numpy) -> detections.
 
-    Per image: softmax; each proposal's class-specific deltas decoded (coder weights 10, 10, 5, 5) and
-    clipped; the background dropped; scores above ``spec.postprocess.score_threshold``; boxes of at
-    least 1e-2 px; NMS within each class at ``nms_iou``; the ``max_detections`` best. Returns, as the
+    Per image (``select_detections``): softmax; each proposal's class-specific deltas decoded (coder weights
+    10, 10, 5, 5) and clipped; the background dropped; scores above ``spec.postprocess.score_threshold``; boxes
+    of at least 1e-2 px; NMS within each class at ``nms_iou``; the ``max_detections`` best. Returns, as the
     SSD's ``postprocess``, per image ``boxes`` float32 [D, 4], ``scores`` float32 [D], ``labels`` int64 [D].
     """
     proposals, cls_logits, box_regression = _check_outputs(outputs, spec)
-    p = spec.postprocess
-    num, k = cls_logits.shape[1], cls_logits.shape[2]
     detections = []
     for props, logits, deltas in zip(proposals, cls_logits, box_regression):
-        boxes = decode_boxes(deltas.reshape(-1, 4), props[:, None].expand(num, k, 4).reshape(-1, 4),
-                             BOX_CODER_WEIGHTS)
-        boxes = clip_to_image(boxes.reshape(num, k, 4)[:, 1:], spec).reshape(-1, 4)       # background dropped
-        scores = F.softmax(logits, -1)[:, 1:].reshape(-1)
-        labels = torch.arange(k - 1, device=boxes.device).expand(num, k - 1).reshape(-1)
-        keep = (scores > p.score_threshold) & ((boxes[:, 2] - boxes[:, 0]) >= MIN_DETECTION_SIZE) \
-            & ((boxes[:, 3] - boxes[:, 1]) >= MIN_DETECTION_SIZE)
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        kept = batched_nms(boxes, scores, labels, p.nms_iou, p.max_detections)
-        detections.append({"boxes": boxes[kept].cpu().numpy(), "scores": scores[kept].cpu().numpy(),
-                           "labels": labels[kept].cpu().numpy().astype(np.int64)})
+        boxes, scores, labels, _ = select_detections(props, logits, deltas, spec)
+        detections.append({"boxes": boxes.cpu().numpy(), "scores": scores.cpu().numpy(),
+                           "labels": labels.cpu().numpy().astype(np.int64)})
     return detections
 
 
-__all__ = ["FasterRCNN", "MIN_DETECTION_SIZE", "RPNExport", "RPNHead", "RoIHead", "UNSAMPLED_OFFSET",
-           "assign_targets", "compute_loss", "generate_proposals", "postprocess", "sample"]
+def select_detections(proposals: torch.Tensor, cls_logits: torch.Tensor, box_regression: torch.Tensor,
+                      spec: DetectionSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One image's detections (``postprocess``) from its proposals [P, 4], logits [P, K + 1] and deltas
+    [P, (K + 1) * 4]: boxes [D, 4], scores [D], 0-based labels [D] and the proposal slot of each [D]."""
+    p = spec.postprocess
+    num, k = cls_logits.shape[0], cls_logits.shape[1]
+    boxes = decode_boxes(box_regression.reshape(-1, 4), proposals[:, None].expand(num, k, 4).reshape(-1, 4),
+                         BOX_CODER_WEIGHTS)
+    boxes = clip_to_image(boxes.reshape(num, k, 4)[:, 1:], spec).reshape(-1, 4)           # background dropped
+    scores = F.softmax(cls_logits, -1)[:, 1:].reshape(-1)
+    labels = torch.arange(k - 1, device=boxes.device).expand(num, k - 1).reshape(-1)
+    slots = torch.arange(num, device=boxes.device)[:, None].expand(num, k - 1).reshape(-1)
+    keep = (scores > p.score_threshold) & ((boxes[:, 2] - boxes[:, 0]) >= MIN_DETECTION_SIZE) \
+        & ((boxes[:, 3] - boxes[:, 1]) >= MIN_DETECTION_SIZE)
+    boxes, scores, labels, slots = boxes[keep], scores[keep], labels[keep], slots[keep]
+    kept = batched_nms(boxes, scores, labels, p.nms_iou, p.max_detections)
+    return boxes[kept], scores[kept], labels[kept], slots[kept]
+
+
+__all__ = ["FasterRCNN", "MIN_DETECTION_SIZE", "RPNExport", "RPNHead", "RoIHead", "RoISample", "UNSAMPLED_OFFSET",
+           "assign_targets", "compute_loss", "detector_losses", "generate_proposals", "postprocess",
+           "select_detections", "sample"]

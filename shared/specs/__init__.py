@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import augmentation, classification, detection, distillation, semantic_segmentation, transfer_learning
+from . import (augmentation, classification, detection, distillation, instance_segmentation, semantic_segmentation,
+               transfer_learning)
 from .base import ParityTolerances, SpecError, TrainSpec, spec_key, spec_to_dict
 
 FRAMEWORKS = ("torch", "tensorflow")
@@ -69,7 +70,8 @@ TASKS: dict[str, TaskEntry] = {e.name: e for e in (
               {"unet": {"tiny": semantic_segmentation.tiny_unet, "standard": semantic_segmentation.standard_unet},
                "deeplab": {"tiny": semantic_segmentation.tiny_deeplab,
                            "standard": semantic_segmentation.standard_deeplab}}),
-    TaskEntry("instance_segmentation", "Mask R-CNN-style instance segmentation", (7, 21, 24)),
+    TaskEntry("instance_segmentation", "Mask R-CNN-style instance segmentation", (7, 21, 24), "preview",
+              {"tiny": instance_segmentation.tiny, "standard": instance_segmentation.standard}, "mask_rcnn"),
     TaskEntry("tracking", "SiamFC-style Siamese tracker", (6, 22)),
     TaskEntry("ocr", "CRNN with CTC loss and decoding", (8, 25)),
     TaskEntry("embedding", "metric-learned embeddings and retrieval", (9, 26)),

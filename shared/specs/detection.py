@@ -430,14 +430,21 @@ class DetectionSpec:
     # share the body, so one trained on the same images is the project's own pretrained backbone.
     body_from: str | None = None
 
+    # The registry task this spec class describes (a subclass, the instance-segmentation spec, names its own).
+    TASK: typing.ClassVar[str] = "detection"
+
+    def expected_output_keys(self) -> tuple[str, ...]:
+        """The output keys the detector ``model.detector`` names (``OUTPUT_KEYS``)."""
+        return OUTPUT_KEYS.get(self.model.detector, ("cls_logits", "box_regression"))
+
     def __post_init__(self) -> None:
-        check_choice("detection", "task", self.task, ("detection",))
+        check_choice(self.TASK, "task", self.task, (self.TASK,))
         if self.body_from is not None and (not isinstance(self.body_from, str) or not self.body_from):
             raise SpecError(f"detection.body_from: expected None or a run name such as 'detection'; "
                             f"received: {self.body_from!r}")
-        expected_keys = OUTPUT_KEYS.get(self.model.detector, ("cls_logits", "box_regression"))
+        expected_keys = self.expected_output_keys()
         if tuple(self.output_keys) != expected_keys:
-            raise SpecError(f"detection.output_keys: expected {expected_keys!r}; "
+            raise SpecError(f"{self.TASK}.output_keys: expected {expected_keys!r}; "
                             f"received: {self.output_keys!r}")
         if not isinstance(self.rcnn, FasterRCNNSpec):
             raise SpecError(f"detection.rcnn: expected a FasterRCNNSpec; received: {self.rcnn!r}")

@@ -15,6 +15,7 @@ works eagerly and inside Keras' traced train step.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -106,7 +107,9 @@ class FasterRCNN(keras.Model):
         in_channels = build_body(self, spec)
         self.rpn = RPNHead(in_channels, spec.anchors.num_anchors_per_location, spec.rcnn.rpn_head_width, name="rpn")
         level = spec.rcnn.roi_level
-        self.roi_head = RoIHead(in_channels[level], spec.anchors.strides[level], spec, name="roi_head")
+        # The RoI level's channels and stride, which a further RoI head (the mask head) reads too.
+        self.roi_channels, self.roi_stride = in_channels[level], spec.anchors.strides[level]
+        self.roi_head = RoIHead(self.roi_channels, self.roi_stride, spec, name="roi_head")
         self.anchors = tf.constant(task_anchors(spec))
 
     def forward_features(self, x, training=False) -> list:
@@ -216,8 +219,8 @@ def sample(positive, negative, priority, batch_size: int, positive_fraction: flo
 def assign_targets(candidates, valid, gt_boxes, gt_labels, high: float, low: float, allow_low_quality: bool):
     """Match per image: candidates [B, n, 4] (valid [B, n]) to ground truth [B, M, 4] (labels [B, M], -1 padding).
 
-    Returns positive [B, n], negative [B, n] (bool), the matched boxes [B, n, 4] and 0-based labels [B, n]
-    (dummy values where not positive).
+    Returns positive [B, n], negative [B, n] (bool), the matched boxes [B, n, 4], 0-based labels [B, n] and
+    ground-truth rows [B, n] (dummy values where not positive).
     """
     def one_image(args):
         cands, ok, boxes, labels = args
@@ -227,12 +230,13 @@ def assign_targets(candidates, valid, gt_boxes, gt_labels, high: float, low: flo
         safe = tf.where(m >= 0, m, tf.cast(tf.shape(g_boxes)[0], tf.int64))
         return (ok & (m >= 0), ok & (m == BACKGROUND),
                 tf.gather(tf.concat([g_boxes, tf.ones([1, 4], g_boxes.dtype)], 0), safe),
-                tf.gather(tf.concat([g_labels, tf.zeros([1], g_labels.dtype)], 0), safe))
+                tf.gather(tf.concat([g_labels, tf.zeros([1], g_labels.dtype)], 0), safe),
+                tf.where(m >= 0, m, tf.zeros_like(m)))
 
     n = candidates.shape[1]
     return tf.map_fn(one_image, (candidates, valid, gt_boxes, gt_labels), fn_output_signature=(
         tf.TensorSpec([n], tf.bool), tf.TensorSpec([n], tf.bool), tf.TensorSpec([n, 4], tf.float32),
-        tf.TensorSpec([n], tf.int64)))
+        tf.TensorSpec([n], tf.int64), tf.TensorSpec([n], tf.int64)))
 
 
 def _smooth_l1_sum(diff, beta: float):
@@ -240,8 +244,25 @@ def _smooth_l1_sum(diff, beta: float):
     return tf.reduce_sum(tf.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta))
 
 
+class RoISample(NamedTuple):
+    """The RoIs the box head's loss was taken on, for a further head (the mask head): candidates [B, n, 4]
+    (the proposals, then the ground-truth boxes), the sampled positives [B, n], their matched ground-truth rows
+    [B, n] and 0-based labels [B, n] (dummy values where not positive) and the sampling priorities [n]."""
+
+    candidates: tf.Tensor
+    positive: tf.Tensor
+    rows: tf.Tensor
+    labels: tf.Tensor
+    priority: tf.Tensor
+
+
 def compute_loss(outputs: dict, targets, spec: DetectionSpec) -> dict:
-    """torchvision's Faster R-CNN losses on training-mode outputs.
+    """torchvision's Faster R-CNN losses on training-mode outputs (``detector_losses``, without the RoIs)."""
+    return detector_losses(outputs, targets, spec)[0]
+
+
+def detector_losses(outputs: dict, targets, spec: DetectionSpec) -> tuple[dict, RoISample]:
+    """torchvision's Faster R-CNN losses on training-mode outputs, and the RoIs sampled for the box head.
 
     targets: per image ``{"boxes", "labels"}`` or packed [B, M, 5] (as the SSD's ``compute_loss``).
     Returns ``{"loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}``:
@@ -261,7 +282,7 @@ def compute_loss(outputs: dict, targets, spec: DetectionSpec) -> dict:
     # RPN: anchors against the boxes (0.7 / 0.3, plus each box's best anchors), 256 sampled per image.
     all_anchors = tf.broadcast_to(anchors, [batch, num_anchors, 4])
     every = tf.ones([batch, num_anchors], tf.bool)
-    pos, neg, matched, _ = assign_targets(all_anchors, every, gt_boxes, gt_labels, r.rpn_fg_iou, r.rpn_bg_iou, True)
+    pos, neg, matched, _, _ = assign_targets(all_anchors, every, gt_boxes, gt_labels, r.rpn_fg_iou, r.rpn_bg_iou, True)
     priority = tf.constant(sampling_priority(num_anchors, r.sampling_seed, 0))
     pos, neg = sample(pos, neg, priority, r.rpn_batch_size, r.rpn_positive_fraction)
     sampled = pos | neg
@@ -276,7 +297,7 @@ def compute_loss(outputs: dict, targets, spec: DetectionSpec) -> dict:
     candidates = tf.concat([tf.stop_gradient(proposals), gt_boxes], axis=1)               # [B, P + M, 4]
     valid = ((candidates[..., 2] - candidates[..., 0]) > 0) & ((candidates[..., 3] - candidates[..., 1]) > 0)
     valid &= tf.concat([tf.ones_like(proposals[..., 0], tf.bool), gt_labels >= 0], axis=1)
-    pos, neg, matched, matched_labels = assign_targets(candidates, valid, gt_boxes, gt_labels, r.roi_fg_iou,
+    pos, neg, matched, matched_labels, matched_rows = assign_targets(candidates, valid, gt_boxes, gt_labels, r.roi_fg_iou,
                                                        r.roi_fg_iou, False)
     n = tf.shape(candidates)[1]
     priority = tf.constant(sampling_priority(r.num_roi_candidates_max, r.sampling_seed, 1))[:n]
@@ -292,9 +313,10 @@ def compute_loss(outputs: dict, targets, spec: DetectionSpec) -> dict:
     true_class = tf.gather(deltas, cls_target, batch_dims=2)                                     # [B, n, 4]
     roi_targets = encode_boxes(tf.boolean_mask(matched, pos), tf.boolean_mask(candidates, pos), BOX_CODER_WEIGHTS)
     loss_box_reg = _smooth_l1_sum(tf.boolean_mask(true_class, pos) - roi_targets, r.smooth_l1_beta) / num_sampled
-    return {"loss": loss_objectness + loss_rpn_box_reg + loss_classifier + loss_box_reg,
-            "loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_rpn_box_reg,
-            "loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+    losses = {"loss": loss_objectness + loss_rpn_box_reg + loss_classifier + loss_box_reg,
+              "loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_rpn_box_reg,
+              "loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+    return losses, RoISample(candidates, pos, matched_rows, matched_labels, priority)
 
 
 def _check_training_outputs(outputs, spec: DetectionSpec):
@@ -347,9 +369,9 @@ MIN_DETECTION_SIZE = 1e-2
 def postprocess(outputs, spec: DetectionSpec) -> list[dict[str, np.ndarray]]:
     """torchvision's RoIHeads.postprocess_detections: eval-mode outputs (tensors or numpy) -> detections.
 
-    Per image: softmax; each proposal's class-specific deltas decoded (coder weights 10, 10, 5, 5) and
-    clipped; the background dropped; scores above ``spec.postprocess.score_threshold``; boxes of at
-    least 1e-2 px; NMS within each class at ``nms_iou``; the ``max_detections`` best. Returns, as the
+    Per image (``select_detections``): softmax; each proposal's class-specific deltas decoded (coder weights
+    10, 10, 5, 5) and clipped; the background dropped; scores above ``spec.postprocess.score_threshold``; boxes
+    of at least 1e-2 px; NMS within each class at ``nms_iou``; the ``max_detections`` best. Returns, as the
     SSD's ``postprocess``, per image ``boxes`` float32 [D, 4], ``scores`` float32 [D], ``labels`` int64 [D].
     """
     proposals, cls_logits, box_regression = _check_outputs(outputs, spec)
@@ -357,19 +379,27 @@ def postprocess(outputs, spec: DetectionSpec) -> list[dict[str, np.ndarray]]:
 
 
 def _postprocess_image(props, logits, deltas, spec: DetectionSpec):
+    return select_detections(props, logits, deltas, spec)[:3]
+
+
+def select_detections(proposals, cls_logits, box_regression, spec: DetectionSpec) -> tuple:
+    """One image's detections (``postprocess``) from its proposals [P, 4], logits [P, K + 1] and deltas
+    [P, (K + 1) * 4]: boxes [D, 4], scores [D], 0-based labels [D] and the proposal slot of each [D]."""
     p = spec.postprocess
-    num, k = logits.shape[0], logits.shape[1]
-    boxes = decode_boxes(tf.reshape(deltas, [-1, 4]), tf.reshape(tf.broadcast_to(props[:, None], [num, k, 4]), [-1, 4]),
-                         BOX_CODER_WEIGHTS)
+    num, k = cls_logits.shape[0], cls_logits.shape[1]
+    boxes = decode_boxes(tf.reshape(box_regression, [-1, 4]),
+                         tf.reshape(tf.broadcast_to(proposals[:, None], [num, k, 4]), [-1, 4]), BOX_CODER_WEIGHTS)
     boxes = tf.reshape(clip_to_image(tf.reshape(boxes, [num, k, 4])[:, 1:], spec), [-1, 4])     # background dropped
-    scores = tf.reshape(tf.nn.softmax(logits, -1)[:, 1:], [-1])
+    scores = tf.reshape(tf.nn.softmax(cls_logits, -1)[:, 1:], [-1])
     labels = tf.reshape(tf.broadcast_to(tf.range(k - 1, dtype=tf.int64), [num, k - 1]), [-1])
+    slots = tf.reshape(tf.broadcast_to(tf.range(num, dtype=tf.int64)[:, None], [num, k - 1]), [-1])
     keep = (scores > p.score_threshold) & ((boxes[:, 2] - boxes[:, 0]) >= MIN_DETECTION_SIZE) \
         & ((boxes[:, 3] - boxes[:, 1]) >= MIN_DETECTION_SIZE)
-    boxes, scores, labels = tf.boolean_mask(boxes, keep), tf.boolean_mask(scores, keep), tf.boolean_mask(labels, keep)
+    boxes, scores, labels, slots = (tf.boolean_mask(t, keep) for t in (boxes, scores, labels, slots))
     kept = batched_nms(boxes, scores, labels, p.nms_iou, p.max_detections)
-    return tf.gather(boxes, kept), tf.gather(scores, kept), tf.gather(labels, kept)
+    return tf.gather(boxes, kept), tf.gather(scores, kept), tf.gather(labels, kept), tf.gather(slots, kept)
 
 
-__all__ = ["FasterRCNN", "MIN_DETECTION_SIZE", "RPNExport", "RPNHead", "RoIHead", "UNSAMPLED_OFFSET",
-           "assign_targets", "compute_loss", "generate_proposals", "postprocess", "sample"]
+__all__ = ["FasterRCNN", "MIN_DETECTION_SIZE", "RPNExport", "RPNHead", "RoIHead", "RoISample", "UNSAMPLED_OFFSET",
+           "assign_targets", "compute_loss", "detector_losses", "generate_proposals", "postprocess",
+           "select_detections", "sample"]

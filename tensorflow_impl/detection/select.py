@@ -16,16 +16,18 @@ from shared.specs.detection import DetectionSpec
 
 from ..ops import batched_nms
 
-def per_image(image_fn: Callable, spec: DetectionSpec, *batched) -> list[dict[str, np.ndarray]]:
+def per_image(image_fn: Callable, spec: DetectionSpec, *batched,
+              keys: tuple[str, ...] = ("boxes", "scores", "labels")) -> list[dict[str, np.ndarray]]:
     """``image_fn(*one image's slices, spec=spec) -> (boxes, scores, labels)`` on every image of the
     batched tensors, as one graph traced per (function, spec) and reused; per image the numpy dict
-    ``boxes`` float32 [D, 4], ``scores`` float32 [D], ``labels`` int64 [D]."""
+    ``boxes`` float32 [D, 4], ``scores`` float32 [D], ``labels`` int64 [D] (``keys``: the names of what
+    ``image_fn`` returns, where it returns more, such as the instance segmenter's masks)."""
     traced = _traced(image_fn, spec)
     detections = []
     for slices in zip(*(tf.unstack(t) for t in batched)):
-        boxes, scores, labels = traced(*slices)
-        detections.append({"boxes": boxes.numpy(), "scores": scores.numpy(),
-                           "labels": labels.numpy().astype(np.int64)})
+        found = {key: value.numpy() for key, value in zip(keys, traced(*slices))}
+        found["labels"] = found["labels"].astype(np.int64)
+        detections.append(found)
     return detections
 
 @functools.lru_cache(maxsize=32)
