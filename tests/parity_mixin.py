@@ -27,7 +27,8 @@ L5_IMAGES = 16  # held-out test images whose post-processed outputs L5 compares
 # ratio), measured per model; a model not listed trains with DEFAULT_RECIPE (the SSD's).
 DEFAULT_RECIPE = (16, 40, 0.5)
 RECIPES = {("detection", "yolo"): (16, 60, 0.7),          # until the objectness is confident
-           ("detection", "faster_rcnn"): (8, 20, 0.8)}    # real detections; its steps are slower
+           ("detection", "faster_rcnn"): (8, 20, 0.8),    # real detections; its steps are slower
+           ("instance_segmentation", None): (8, 20, 0.8)}  # the same detector, with its mask head
 
 
 def assert_all_ok(entries: list[dict], context: str = "") -> None:

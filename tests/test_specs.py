@@ -56,7 +56,7 @@ def test_unknown_task_framework_and_preset_list_the_valid_ones():
         get_spec("classification", "huge")
     with pytest.raises(SpecError, match=r"task 'ocr' is planned.*tasks that run: "
                                         r"\['augmentation', 'classification', 'detection', 'distillation', 'distributed', "
-                                        r"'semantic_segmentation', 'transfer_learning'\]"):
+                                        r"'instance_segmentation', 'semantic_segmentation', 'transfer_learning'\]"):
         check_task("ocr")
 
 

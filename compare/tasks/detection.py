@@ -29,20 +29,12 @@ SERVED_MIN_SCORE = 0.05
 
 # ------------------------------------------------------------------------------------- L5 comparison
 
-def compare_detections(spec, name_a: str, a: list[dict], name_b: str, b: list[dict], what: str = "postprocess",
-                     min_score: float = 0.0) -> list[dict]:
-    """Two sets of post-processed detections of the same images, compared.
-
-    Per image, each detection of ``a`` scoring at least ``min_score`` is paired with the not yet paired
-    detection of ``b`` of the same class that overlaps it most (of any score, so a partner that fell just
-    under the cut still pairs). Entries: ``<what>/detections`` (per image, how many score at least
-    ``min_score``; exactly equal when ``min_score`` is 0), ``<what>/box_iou`` (``max_abs`` is 1 - the worst
-    pair's IoU, or 1 when a detection has no partner; ``tol`` is 1 - ``spec.tolerances.postprocess_iou``)
-    and ``<what>/scores`` (paired scores, within ``postprocess_score`` absolute).
-    """
-    counts = [np.array([int((d["scores"] >= min_score).sum()) for d in side], np.float64) for side in (a, b)]
-    ious, scores_a, scores_b, unpaired = [], [], [], 0
-    for da, db in zip(a, b):
+def pair_detections(a: list[dict], b: list[dict], min_score: float = 0.0) -> tuple[list[tuple], int]:
+    """Per image, each detection of ``a`` scoring at least ``min_score`` paired with the not yet paired detection
+    of ``b`` of the same class that overlaps it most (of any score, so a partner that fell just under the cut
+    still pairs). Returns the pairs ``(image, index in a, index in b, box IoU)`` and how many found no partner."""
+    pairs, unpaired = [], 0
+    for image, (da, db) in enumerate(zip(a, b)):
         free = np.ones(len(db["scores"]), bool)
         for i in np.flatnonzero(da["scores"] >= min_score):
             candidates = np.flatnonzero(free & (db["labels"] == da["labels"][i]))
@@ -56,25 +48,47 @@ def compare_detections(spec, name_a: str, a: list[dict], name_b: str, b: list[di
             overlap = np.where(same, 1.0, np.nan_to_num(overlap))
             j = candidates[int(np.argmax(overlap))]
             free[j] = False
-            ious.append(float(overlap.max()))
-            scores_a.append(float(da["scores"][i]))
-            scores_b.append(float(db["scores"][j]))
+            pairs.append((image, int(i), int(j), float(overlap.max())))
+    return pairs, unpaired
+
+
+def compare_detections(spec, name_a: str, a: list[dict], name_b: str, b: list[dict], what: str = "postprocess",
+                       min_score: float = 0.0) -> list[dict]:
+    """Two sets of post-processed detections of the same images, compared.
+
+    Detections are paired by ``pair_detections``. Entries: ``<what>/detections`` (per image, how many score at
+    least ``min_score``; exactly equal when ``min_score`` is 0), ``<what>/box_iou`` (``max_abs`` is 1 - the
+    worst pair's IoU, or 1 when a detection has no partner; ``tol`` is 1 - ``spec.tolerances.postprocess_iou``)
+    and ``<what>/scores`` (paired scores, within ``postprocess_score`` absolute).
+    """
+    counts = [np.array([int((d["scores"] >= min_score).sum()) for d in side], np.float64) for side in (a, b)]
+    pairs, unpaired = pair_detections(a, b, min_score)
+    ious = [iou for *_, iou in pairs]
+    scores_a = [float(a[image]["scores"][i]) for image, i, _, _ in pairs]
+    scores_b = [float(b[image]["scores"][j]) for image, _, j, _ in pairs]
     # With a score cut, a detection just above it on one side may sit just under it on the other: the
     # counts are then compared within one detection per image, and the pairing above decides.
     entries = [entry(name_a, name_b, f"{what}/detections", counts[0], counts[1], 0.0 if min_score == 0 else 1.0,
                      reference=np.ones(1))]
-    worst = 1.0 if unpaired or not ious else 1.0 - min(ious)
-    tol = 1.0 - spec.tolerances.postprocess_iou
-    iou_entry = {"a": name_a, "b": name_b, "what": f"{what}/box_iou", "max_abs": worst, "tol": tol,
-                 "ok": bool(ious) and not unpaired and worst <= tol}
-    if unpaired or not ious:
-        iou_entry["error"] = f"{unpaired} of {int(counts[0].sum())} {name_a} detections have no {name_b} partner " \
-                             f"of the same class"
-    entries.append(iou_entry)
+    entries.append(overlap_entry(name_a, name_b, f"{what}/box_iou", ious, unpaired, int(counts[0].sum()),
+                                 spec.tolerances.postprocess_iou))
     # Scores are probabilities: the tolerance is absolute (reference 1).
     entries.append(entry(name_a, name_b, f"{what}/scores", np.array(scores_a), np.array(scores_b),
                          spec.tolerances.postprocess_score, reference=np.ones(1)))
     return entries
+
+
+def overlap_entry(name_a: str, name_b: str, what: str, ious: list[float], unpaired: int, total: int,
+                  min_iou: float) -> dict:
+    """A parity entry of paired overlaps: ``max_abs`` is 1 - the worst pair's IoU (1 when a detection has no
+    partner), ``tol`` 1 - ``min_iou``."""
+    worst = 1.0 if unpaired or not ious else 1.0 - min(ious)
+    tol = 1.0 - min_iou
+    found = {"a": name_a, "b": name_b, "what": what, "max_abs": worst, "tol": tol,
+             "ok": bool(ious) and not unpaired and worst <= tol}
+    if unpaired or not ious:
+        found["error"] = f"{unpaired} of {total} {name_a} detections have no {name_b} partner of the same class"
+    return found
 
 
 # ------------------------------------------------------------------------------------- studies

@@ -151,7 +151,7 @@ def standard() -> InstanceSegmentationSpec:
     layers on 14 x 14 RoIAlign bins (28 x 28 masks)."""
     base = detection.standard_faster_rcnn()
     return _from_detector(base, MaskHeadSpec(), body_from="detection.faster_rcnn",
-                          train=TrainSpec(optimizer="adam", lr=0.002, weight_decay=0.0, epochs=4, batch_size=16))
+                          train=TrainSpec(optimizer="adam", lr=0.002, weight_decay=0.0, epochs=2, batch_size=16))
 
 
 __all__ = ["INSTANCE_OUTPUT_KEYS", "InstanceSegmentationSpec", "InstanceTolerances", "MaskHeadSpec", "OUTPUT_KEYS",
