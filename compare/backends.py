@@ -39,6 +39,9 @@ QUANTIZED = {
     "onnxruntime-int8": ("torch", "onnxruntime-from-torch"),
     "onnxruntime-int8-from-tensorflow": ("tensorflow", "onnxruntime-from-tensorflow"),
 }
+# Quantized variants made from the framework's own model object (torch's dynamic int8 Linear layers), no exported
+# graph: the only ones a model can use when its spec says the whole network does not export (``spec.export_limit``).
+EAGER_QUANTIZED = ("torch-int8-dynamic",)
 
 # Which framework's trained weights each backend runs (exports carry their source's weights).
 SOURCE = {"torch": "torch", "torch-compile": "torch", "onnxruntime-from-torch": "torch",

@@ -56,8 +56,12 @@ def compression(ctx: RunContext, reference: dict, data) -> None:
     jobs.append((f"tflite-clustered-{cfg['clusters']}", "tensorflow", {"clusters": cfg["clusters"]}, lambda: tflite(
         f"model-clustered-{cfg['clusters']}.tflite", lambda p: TQ.cluster(tensors, spec, data.train, cfg["clusters"],
                                                                           cfg["steps"], cfg["cluster_lr"], p))))
+    limit = getattr(spec, "export_limit", None)
     for variant, framework, setting, job in jobs:
         row = {"variant": variant, "framework": framework, **setting, "metric": metric}
+        if limit and variant.startswith("tflite"):  # a TFLite file holds the exported graph of the whole model
+            rows.append({**row, "status": "skipped", "reason": f"a TFLite file of the whole model, and {limit}"})
+            continue
         try:
             path, outputs = job()
             measured = (tflite_kernel_sparsity(path) if str(path).endswith(".tflite")

@@ -95,10 +95,14 @@ def quantize(ctx: RunContext, reference: dict, artifacts: dict[str, Path], data)
             "onnxruntime-int8-from-tensorflow", f"model-tensorflow-int8-{int8.name}.onnx",
             lambda p: onnx_static_int8(artifacts["onnx-from-tensorflow"], p, calibration, spec, int8=int8)),
     }
-    made = {}
+    made, limit = {}, getattr(spec, "export_limit", None)
     for name, make in plan.items():
         framework, source = B.QUANTIZED[name]
         row = {"name": name, "source": framework, "quantized": True, "fp32_backend": source}
+        if limit and name not in B.EAGER_QUANTIZED:  # it quantizes an exported graph of the whole model
+            ctx.result["backends"].append({**row, "status": "skipped", "reason": f"quantizes the exported graph of "
+                                           f"the whole model, and {limit}"})
+            continue
         try:
             made[name] = make()
             ctx.result["backends"].append({**row, "status": "ok"})
