@@ -22,8 +22,8 @@ from shared.data.validate import check_images
 BACKENDS = ("torch", "torch-compile", "tensorflow-eager", "tensorflow", "tensorflow-xla", "onnxruntime-from-torch",
             "onnxruntime-from-tensorflow", "tflite-fp32")
 
-# Backends that run the framework's own model object, no exported graph: all a model can use when its spec
-# says the whole network does not export (``spec.export_limit``).
+# Backends that run the framework's own model object, no exported graph: where a model does not export whole
+# (``spec.export_limit``), the ones that run all of it; the others run its export view (``make_runner``).
 NATIVE = ("torch", "tensorflow-eager", "tensorflow")
 
 # Quantized backends (seed answers 11 and 28): name -> (framework, the fp32 backend it is compared with).
@@ -39,9 +39,9 @@ QUANTIZED = {
     "onnxruntime-int8": ("torch", "onnxruntime-from-torch"),
     "onnxruntime-int8-from-tensorflow": ("tensorflow", "onnxruntime-from-tensorflow"),
 }
-# Quantized variants made from the framework's own model object (torch's dynamic int8 Linear layers), no exported
-# graph: the only ones a model can use when its spec says the whole network does not export (``spec.export_limit``).
-EAGER_QUANTIZED = ("torch-int8-dynamic",)
+# Quantized variants that train the whole model through its exported graph (pt2e quantization-aware training):
+# none for a model whose whole network does not export (``spec.export_limit``); the others quantize its export view.
+WHOLE_GRAPH_QUANTIZED = ("torch-int8-qat",)
 
 # Which framework's trained weights each backend runs (exports carry their source's weights).
 SOURCE = {"torch": "torch", "torch-compile": "torch", "onnxruntime-from-torch": "torch",
@@ -100,20 +100,58 @@ def set_threads(threads: int) -> None:
 
 
 def make_runner(name: str, models: dict, artifacts: dict[str, Path], spec, threads: int) -> Runner:
-    """Build backend ``name`` from the trained ``models`` ({framework: model}) and exported ``artifacts``."""
+    """Build backend ``name`` from the trained ``models`` ({framework: model}) and exported ``artifacts``.
+
+    A model that does not export whole (``spec.export_limit``) runs whole on the native backends; on the others
+    the backend runs its export view (compiled, or the exported file) and the source framework finishes the
+    outputs (``finishing_runner``)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; expected one of {list(BACKENDS)}")
-    keys = tuple(spec.output_keys)
+    keys, graphs = tuple(spec.output_keys), models
+    part = getattr(spec, "export_limit", None) and name not in NATIVE
+    if part:
+        from .exports import export_views
+        from .frameworks import load_twins
+
+        graphs, graph_spec = export_views(load_twins(spec.task), models, spec)
+        keys = graph_spec.output_keys
     if name in ("torch", "torch-compile"):
-        runner = _torch_runner(name, models["torch"], keys)
+        runner = _torch_runner(name, graphs["torch"], keys)
     elif name.startswith("tensorflow"):
-        runner = _tf_runner(name, models["tensorflow"], keys)
+        runner = _tf_runner(name, graphs["tensorflow"], keys)
     elif name.startswith("onnxruntime"):
         runner = onnx_runner(name, artifacts[f"onnx-from-{SOURCE[name]}"], threads)
     else:
-        runner = tflite_runner(name, artifacts["tflite-fp32"], threads)
+        runner = tflite_runner(name, artifacts["tflite-fp32"], threads, keys)
+    if part:
+        runner = finishing_runner(runner, models[SOURCE[name]], spec)
     runner.input_shape = tuple(spec.input_shape)
     return runner
+
+
+def native_runner(framework: str, model, keys: tuple[str, ...]) -> Runner:
+    """A model (or export view) run by its own framework as the ``torch`` / ``tensorflow`` backends run it."""
+    return _torch_runner("torch", model, keys) if framework == "torch" else _tf_runner("tensorflow", model, keys)
+
+
+def finishing_runner(runner: Runner, model, spec) -> Runner:
+    """``runner`` holds a model's export view (``spec.export_limit``: the two-stage detectors' backbone and RPN);
+    the framework of ``model`` (that twin's fp32 model) finishes the outputs from the view's, with its twin's
+    ``finish_export`` (proposals, NMS and the RoI heads): the runner then serves the whole model, timed whole."""
+    from .frameworks import load_twin
+
+    twin = load_twin(_framework_of(model), spec.task)
+
+    def run(feed):
+        return twin.task.finish_export(model, spec, runner.to_numpy(runner.run(feed)))
+
+    return Runner(runner.name, runner.to_input, run, lambda out: out, runner.input_shape)
+
+
+def _framework_of(model) -> str:
+    import torch
+
+    return "torch" if isinstance(model, torch.nn.Module) else "tensorflow"   # else a Keras model
 
 
 def _torch_runner(name: str, model, keys) -> Runner:

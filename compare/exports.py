@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -39,33 +40,49 @@ class Exported:
     tracebacks: list[str] = field(default_factory=list)
 
 
-def _makers(twins, models: dict, spec, paths: dict[str, Path]) -> dict[str, Callable[[Path], Any]]:
+def _makers(twins, models: dict, spec, paths: dict[str, Path], graphs: dict, graph_spec) -> dict[str, Callable]:
+    """graphs: per framework, what its exported graphs hold (the model, or its twin's export view); graph_spec:
+    the input shape and output keys of those graphs."""
     torch_twin, tf_twin = twins["torch"], twins["tensorflow"]
     return {
         "safetensors": lambda p: torch_twin.bridge.save_weights(models["torch"], p),
-        "pt2": lambda p: torch_twin.export.export_program(models["torch"], spec, p),
-        "onnx-from-torch": lambda p: torch_twin.export.export_onnx(models["torch"], spec, p),
-        "onnx-from-tensorflow": lambda p: tf_twin.export.export_onnx(models["tensorflow"], spec, p),
-        "saved_model": lambda p: tf_twin.export.export_program(models["tensorflow"], spec, p),
+        "pt2": lambda p: torch_twin.export.export_program(graphs["torch"], graph_spec, p),
+        "onnx-from-torch": lambda p: torch_twin.export.export_onnx(graphs["torch"], graph_spec, p),
+        "onnx-from-tensorflow": lambda p: tf_twin.export.export_onnx(graphs["tensorflow"], graph_spec, p),
+        "saved_model": lambda p: tf_twin.export.export_program(graphs["tensorflow"], graph_spec, p),
         "keras": lambda p: tf_twin.export.save_keras(models["tensorflow"], p),
         "tflite-fp32": lambda p: tf_twin.export.export_tflite(paths["saved_model"], p),
     }
 
 
-def export_all(twins, models: dict, spec, cache, only: tuple[str, ...] | None = None,
-               skip_reason: str | None = None) -> Exported:
+# Artifacts that hold the whole model whatever it is (weights, the Keras model's own file); the others are graphs.
+WHOLE_MODEL = ("safetensors", "keras")
+
+
+def export_views(twins, models: dict, spec) -> tuple[dict, Any]:
+    """What each framework's graphs hold, and their shape and keys: the models themselves, or, for a model that
+    does not export whole (``spec.export_limit``), its twin's ``export_view`` (the two-stage detectors' backbone
+    and RPN, whose outputs the framework then finishes: the twin's ``finish_export``)."""
+    graphs, keys = dict(models), tuple(spec.output_keys)
+    if getattr(spec, "export_limit", None):
+        for fw, model in models.items():
+            graphs[fw], keys = twins[fw].task.export_view(model, spec)
+    return graphs, types.SimpleNamespace(input_shape=tuple(spec.input_shape), output_keys=tuple(keys))
+
+
+def export_all(twins, models: dict, spec, cache, only: tuple[str, ...] | None = None) -> Exported:
     """Every artifact of ``ARTIFACTS`` (or those in ``only``) from ``models`` ({framework: model}), through
-    ``cache`` (a ``TaskCache``). With ``skip_reason`` (a model that does not export whole), only the
-    safetensors file is written and the rest are recorded as skipped with that reason."""
+    ``cache`` (a ``TaskCache``). For a model that does not export whole (``spec.export_limit``) the graphs hold its
+    export view (``export_views``), and their rows say so (``part``)."""
     out = Exported()
-    makers = _makers(twins, models, spec, out.paths)
+    graphs, graph_spec = export_views(twins, models, spec)
+    limit = getattr(spec, "export_limit", None)
+    makers = _makers(twins, models, spec, out.paths, graphs, graph_spec)
     for name, framework, filename in ARTIFACTS:
         if only is not None and name not in only:
             continue
-        if skip_reason and name != "safetensors":
-            out.rows.append({"artifact": name, "framework": framework, "status": "skipped", "reason": skip_reason})
-            continue
         started = time.perf_counter()
+        part = {"part": f"{', '.join(graph_spec.output_keys)}: {limit}"} if limit and name not in WHOLE_MODEL else {}
         try:
             if framework not in models:
                 raise RuntimeError(f"no {framework} model to export")
@@ -73,10 +90,10 @@ def export_all(twins, models: dict, spec, cache, only: tuple[str, ...] | None = 
             out.paths[name] = path
             out.sizes.append({"artifact": name, "bytes": artifact_bytes(path), "framework": framework})
             out.rows.append({"artifact": name, "framework": framework, "status": "ok", "cached": cached,
-                             "seconds": time.perf_counter() - started})
+                             "seconds": time.perf_counter() - started, **part})
         except Exception as err:  # noqa: BLE001 - a failing export is recorded, the others still run
             message = f"export {name}: {type(err).__name__}: {err}"
             out.errors.append(message)
             out.tracebacks.append(traceback.format_exc(limit=6))
-            out.rows.append({"artifact": name, "framework": framework, "status": "failed", "error": message})
+            out.rows.append({"artifact": name, "framework": framework, "status": "failed", "error": message, **part})
     return out

@@ -22,7 +22,7 @@ from shared import data as D
 from shared import weights as W
 from shared.specs import get_spec
 
-from .backends import OnnxRunner
+from .backends import OnnxRunner, native_runner
 from .frameworks import Twin, load_twins
 from .tasks import plugin
 
@@ -229,11 +229,11 @@ def onnx_parity(spec, twins: dict[str, Twin], images: np.ndarray, seed: int = 0,
         outputs, exported = {}, {}
         for fw, t in twins.items():
             # A model that does not export whole (spec.export_limit) exports the part its twin names.
-            view = getattr(t.task, "export_view", None)
-            module, keys = view(models[fw], spec) if view else (models[fw], keys)
+            limited = getattr(spec, "export_limit", None)
+            module, keys = t.task.export_view(models[fw], spec) if limited else (models[fw], keys)
             export_spec = types.SimpleNamespace(input_shape=spec.input_shape, output_keys=keys)
             path = t.export.export_onnx(module, export_spec, Path(tmp) / f"{spec.task}-{fw}.onnx")
-            outputs[fw] = t.task.predict(models[fw], images)
+            outputs[fw] = native_runner(fw, module, keys)(images) if limited else t.task.predict(models[fw], images)
             exported[fw] = OnnxRunner(path)(images)
     rel = spec.tolerances.onnx
     entries = []

@@ -47,14 +47,14 @@ def planned_steps(task: str, variant: str | None = None, profile: str = "standar
 
     A variant run has no training-speed probe (its twins train with the main model's loop), no quantize or
     compression step and no quantized backends; a model that cannot be exported whole
-    (``spec.export_limit``) runs on the native backends and the eager quantized variants only."""
+    (``spec.export_limit``) has no quantization-aware pt2e variant."""
     name, batches = run_name(task, variant), PROFILES[profile][2]
     if check_task(task).studies_on:  # a study-only task: its data, then its studies
         return [Step(name, kind, what) for kind, what in
                 [("data", "data"), *[("study", f"study: {s.name}") for s in studies_for(task, variant)]]]
     limited = getattr(get_spec(task, "tiny", variant), "export_limit", None)
-    fp32 = list(B.NATIVE if limited else B.BACKENDS)
-    quantized = [] if variant is not None else [q for q in B.QUANTIZED if not limited or q in B.EAGER_QUANTIZED]
+    fp32 = list(B.BACKENDS)
+    quantized = [] if variant is not None else [q for q in B.QUANTIZED if not limited or q not in B.WHOLE_GRAPH_QUANTIZED]
     steps = [("data", "data"), *[("train", f"train {fw}") for fw in FRAMEWORKS],
              *([("training speed", train_stage.TRAINING_SPEED_STEP)] if variant is None else []),
              ("parity", parity_stage.PARITY_STEP), ("export", "export artifacts")]

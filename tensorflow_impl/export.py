@@ -93,10 +93,12 @@ FRAMEWORK_SPECIFIC = {
 
 
 def _rename_outputs(proto: onnx.ModelProto, keys) -> None:
-    # tf2onnx names outputs after graph tensors ("Identity:0"); give them the spec's keys.
+    # tf2onnx names outputs after graph tensors ("Identity:0"); give them the spec's keys, where they are made and
+    # where other nodes read them (an output may feed the rest of the graph: the export view's feature map).
     renames = {out.name: key for out, key in zip(proto.graph.output, keys)}
     for node in proto.graph.node:
         node.output[:] = [renames.get(name, name) for name in node.output]
+        node.input[:] = [renames.get(name, name) for name in node.input]
     for out in proto.graph.output:
         out.name = renames[out.name]
 

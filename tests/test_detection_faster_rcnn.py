@@ -14,12 +14,13 @@ import pytest
 import tensorflow as tf
 import torch
 
+from compare import backends as B
 from compare.parity import entry, postprocess_parity, same_init
 from shared.anchors import task_anchors
 from shared.data.detection import DetectionData, pack_targets
 from shared.specs import SpecError
 from shared.specs.detection import OUTPUT_KEYS, DetectionSpec, tiny_faster_rcnn
-from shared.specs.faster_rcnn import FASTER_RCNN_OUTPUT_KEYS, RPN_OUTPUT_KEYS, FasterRCNNSpec, sampling_priority
+from shared.specs.faster_rcnn import EXPORT_OUTPUT_KEYS, FASTER_RCNN_OUTPUT_KEYS, FasterRCNNSpec, sampling_priority
 
 from .parity_mixin import assert_all_ok
 
@@ -166,13 +167,25 @@ def test_training_reduces_the_loss_in_both_twins(twins, data):
 
 # ---------------------------------------------------------------- export
 
-def test_exports_stop_at_the_rpn(twins):
-    """ONNX covers images -> RPN outputs (L4 in tests/parity_mixin.py compares this view); NMS and the RoI
-    head after it stay in the frameworks."""
+def test_exports_stop_at_the_rpn(twins, data):
+    """An exported graph covers images -> RPN outputs and the RoI level's map (L4 in tests/parity_mixin.py compares
+    this view); NMS and the RoI head after it stay in the frameworks, which finish the outputs from the view's as
+    the whole model computes them (the report's ONNX and TFLite backends serve the model so)."""
     assert SPEC.export_limit
+    models, _ = same_init(twins, SPEC, "torch", 0)
+    images = data.test.images[:4]
     for (fw, twin), module in zip(twins.items(), _modules()):
-        view, keys = twin.task.export_view(twin.task.build_model(SPEC), SPEC)
-        assert isinstance(view, module.RPNExport) and tuple(keys) == RPN_OUTPUT_KEYS, fw
+        view, keys = twin.task.export_view(models[fw], SPEC)
+        assert isinstance(view, module.RPNExport) and tuple(keys) == EXPORT_OUTPUT_KEYS, fw
+        exported = B.native_runner(fw, view, keys)(images)
+        assert exported["roi_features"].shape == (4, 16, 16, 16)  # NHWC, the stride-4 level of 64 px images
+        finished, whole = twin.task.finish_export(models[fw], SPEC, exported), twin.task.predict(models[fw], images)
+        assert set(finished) == set(SPEC.output_keys)
+        for key in SPEC.output_keys:
+            np.testing.assert_allclose(finished[key], whole[key], rtol=0, atol=1e-5, err_msg=f"{fw} {key}")
+    with pytest.raises(ValueError, match=r"missing \['roi_features'\]"):
+        twins["torch"].task.finish_export(models["torch"], SPEC, {"objectness": np.zeros((1, 672), np.float32),
+                                                                    "rpn_box_regression": np.zeros((1, 672, 4))})
 
 
 # ---------------------------------------------------------------- bad input

@@ -254,3 +254,20 @@ def test_filled_boxes_cover_the_pixels_whose_centre_is_inside():
     expected = np.zeros((6, 6), bool)
     expected[2:4, 1:3] = True   # centres 2.5, 3.5 (rows) and 1.5, 2.5 (columns) lie inside; 3.5 < 3.5 does not
     np.testing.assert_array_equal(found[0]["masks"][0], expected)
+
+
+def test_the_framework_finishes_an_exported_view_with_masks(twins, data):
+    """The report's ONNX and TFLite backends run the export view (backbone, RPN, the RoI level's map) and the
+    framework the rest: from the view's outputs each twin gives what the whole model gives, masks included."""
+    from compare import backends as B
+    from compare.parity import same_init
+
+    models, _ = same_init(twins, SPEC, "torch", 0)
+    images = data.test.images[:4]
+    for fw, twin in twins.items():
+        view, keys = twin.task.export_view(models[fw], SPEC)
+        finished = twin.task.finish_export(models[fw], SPEC, B.native_runner(fw, view, keys)(images))
+        whole = twin.task.predict(models[fw], images)
+        assert set(finished) == set(SPEC.output_keys)
+        for key in SPEC.output_keys:
+            np.testing.assert_allclose(finished[key], whole[key], rtol=0, atol=1e-5, err_msg=f"{fw} {key}")

@@ -433,9 +433,9 @@ def test_detection_runs_through_the_same_harness(tmp_path):  # CI's nightly job:
     assert all(v["verdict"] in VERDICTS for s in studies.values() for v in s["verdicts"])
     yolo = {b["name"]: b for b in results["tasks"]["detection.yolo"]["backends"]}
     assert all(yolo[b]["status"] == "ok" for b in BACKENDS), {b: yolo[b].get("error") for b in BACKENDS}
-    rcnn = results["tasks"]["detection.faster_rcnn"]
-    assert {b["name"] for b in rcnn["backends"] if b["status"] == "ok"} == set(NATIVE)
-    assert all("RPN" in b["reason"] for b in rcnn["backends"] if b["status"] == "skipped")
+    rcnn = results["tasks"]["detection.faster_rcnn"]  # its graphs hold backbone and RPN; the framework the rest
+    assert all(b["status"] == "ok" for b in rcnn["backends"]), [b for b in rcnn["backends"] if b["status"] != "ok"]
+    assert all("RPN" in b["part"] for b in rcnn["backends"] if b["name"] not in NATIVE)
     assert [s["name"] for s in rcnn["studies"]] == ["boxes"]
     claim = next(c for c in results["claims"] if c["id"] == "single-shot-faster")
     assert claim["verdict"] != "not measurable here", claim

@@ -10,10 +10,9 @@ from . import RunContext
 
 def export(ctx: RunContext, reference: dict) -> dict[str, Path]:
     """``{artifact: path}``; records ``exports`` (one row per artifact) and ``size``. A model that does not
-    export whole (``spec.export_limit``) exports what its twins' export view allows."""
+    export whole (``spec.export_limit``) exports its twins' export view as its graphs."""
     ctx.step("export", "export artifacts")
-    exported = export_all(ctx.twins, reference, ctx.spec, ctx.cache,
-                          skip_reason=getattr(ctx.spec, "export_limit", None))
+    exported = export_all(ctx.twins, reference, ctx.spec, ctx.cache)
     ctx.result["exports"].extend(exported.rows)
     ctx.result["size"].extend(exported.sizes)
     ctx.result["errors"].extend(exported.errors)

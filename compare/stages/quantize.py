@@ -34,7 +34,17 @@ def quantize(ctx: RunContext, reference: dict, artifacts: dict[str, Path], data)
 
     from ..quantization import onnx_static_int8
 
-    cfg, spec, keys = COMPRESSION[ctx.profile], ctx.spec, tuple(ctx.spec.output_keys)
+    from ..exports import export_views
+
+    cfg, spec = COMPRESSION[ctx.profile], ctx.spec
+    # The graphs quantized: the models, or, for a model that does not export whole (spec.export_limit), their export
+    # views, whose runners the source framework's fp32 model then finishes (backends.finishing_runner).
+    graphs, graph_spec = export_views(ctx.twins, reference, spec)
+    keys, limit = graph_spec.output_keys, getattr(spec, "export_limit", None)
+
+    def served(framework: str, runner: B.Runner) -> B.Runner:
+        return B.finishing_runner(runner, reference[framework], spec) if limit else runner
+
     calibration = data.train.images[:cfg["calibration"]]
     # The weight range for this CPU's integer kernels (7-bit without VNNI; shared.cpu says why). TFLite's int8
     # kernels (XNNPACK) widen to 16 bits before multiplying and need no such setting.
@@ -53,10 +63,10 @@ def quantize(ctx: RunContext, reference: dict, artifacts: dict[str, Path], data)
         return path
 
     def tflite(name, filename, make):
-        return B.tflite_runner(name, artifact(name, filename, make), ctx.threads, keys)
+        return served("tensorflow", B.tflite_runner(name, artifact(name, filename, make), ctx.threads, keys))
 
     def onnx(name, filename, make):
-        return B.onnx_runner(name, artifact(name, filename, make), ctx.threads)
+        return served(B.QUANTIZED[name][0], B.onnx_runner(name, artifact(name, filename, make), ctx.threads))
 
     def torch_int8(name: str, module) -> B.Runner:
         if name == "torch-int8":
@@ -64,7 +74,7 @@ def quantize(ctx: RunContext, reference: dict, artifacts: dict[str, Path], data)
         path = PQ.save_int8(module, spec, ctx.cache.path(f"{name}.safetensors"))
         ctx.result["size"].append({"artifact": name, "bytes": artifact_bytes(path), "framework": "torch",
                                    "quantized": True, "note": "int8 tensors of the pt2e model (safetensors)"})
-        return B.pt2e_int8_runner(name, module, keys, spec.input_shape)
+        return served("torch", B.pt2e_int8_runner(name, module, keys, spec.input_shape))
 
     def pt2e_model():
         if "model" not in pt2e:
@@ -80,14 +90,14 @@ def quantize(ctx: RunContext, reference: dict, artifacts: dict[str, Path], data)
             artifacts["saved_model"], p, "int8", calibration, spec)),
         "tflite-int8-qat": lambda: tflite("tflite-int8-qat", "model-int8-qat.tflite", lambda p: TQ.quantize_qat(
             tensors, spec, data.train, cfg["steps"], lr, p)),
-        "torch-int8": lambda: torch_int8("torch-int8", PQ.quantize_static(reference["torch"], spec, calibration,
-                                                                          int8)),
+        "torch-int8": lambda: torch_int8("torch-int8", PQ.quantize_static(graphs["torch"], spec, calibration, int8)),
         "torch-int8-qat": lambda: torch_int8("torch-int8-qat", PQ.quantize_qat(reference["torch"], spec, data.train,
                                                                                cfg["steps"], lr, int8)),
+        # The eager model's own dense layers: always the whole model, whatever its graphs hold.
         "torch-int8-dynamic": lambda: B.module_runner("torch-int8-dynamic", PQ.quantize_dynamic(reference["torch"]),
-                                                      keys, spec.input_shape),
+                                                      tuple(spec.output_keys), spec.input_shape),
         "onnxruntime-torch-int8": lambda: onnx("onnxruntime-torch-int8", f"model-torch-pt2e-int8-{int8.name}.onnx",
-                                               lambda p: export_onnx(pt2e_model(), spec, p)),
+                                               lambda p: export_onnx(pt2e_model(), graph_spec, p)),
         "onnxruntime-int8": lambda: onnx("onnxruntime-int8", f"model-torch-int8-{int8.name}.onnx",
                                          lambda p: onnx_static_int8(artifacts["onnx-from-torch"], p, calibration, spec,
                                                                     int8=int8)),
@@ -95,14 +105,16 @@ def quantize(ctx: RunContext, reference: dict, artifacts: dict[str, Path], data)
             "onnxruntime-int8-from-tensorflow", f"model-tensorflow-int8-{int8.name}.onnx",
             lambda p: onnx_static_int8(artifacts["onnx-from-tensorflow"], p, calibration, spec, int8=int8)),
     }
-    made, limit = {}, getattr(spec, "export_limit", None)
+    made = {}
     for name, make in plan.items():
         framework, source = B.QUANTIZED[name]
         row = {"name": name, "source": framework, "quantized": True, "fp32_backend": source}
-        if limit and name not in B.EAGER_QUANTIZED:  # it quantizes an exported graph of the whole model
-            ctx.result["backends"].append({**row, "status": "skipped", "reason": f"quantizes the exported graph of "
-                                           f"the whole model, and {limit}"})
+        if limit and name in B.WHOLE_GRAPH_QUANTIZED:
+            ctx.result["backends"].append({**row, "status": "skipped", "reason": f"trains the whole model through "
+                                           f"its exported graph, and {limit}"})
             continue
+        if limit and name != "torch-int8-dynamic":  # a graph of the export view, finished by the framework
+            row["part"] = f"int8 {', '.join(keys)}; the rest in the framework at fp32"
         try:
             made[name] = make()
             ctx.result["backends"].append({**row, "status": "ok"})

@@ -17,12 +17,13 @@ from . import faster_rcnn, ssd, yolo
 class Detector:
     """build(spec) -> model; loss(outputs, targets, spec) -> fixed-key dict; postprocess(outputs, spec)
     -> one dict of detections per image; export_view(model, spec) -> (what an exported graph holds, its output
-    keys)."""
+    keys); finish_export(model, exported) -> every output from the exported graph's (None: it holds them all)."""
 
     build: Callable
     loss: Callable
     postprocess: Callable
     export_view: Callable
+    finish_export: Callable | None = None
 
 
 def whole_model(model, spec: DetectionSpec):
@@ -38,7 +39,8 @@ def rpn_only(model, spec: DetectionSpec):
 DETECTORS = {
     "ssd": Detector(ssd.SSD, ssd.ssd_loss, ssd.ssd_postprocess, whole_model),
     "yolo": Detector(yolo.YOLO, yolo.yolo_loss, yolo.yolo_postprocess, whole_model),
-    "faster_rcnn": Detector(faster_rcnn.FasterRCNN, faster_rcnn.compute_loss, faster_rcnn.postprocess, rpn_only),
+    "faster_rcnn": Detector(faster_rcnn.FasterRCNN, faster_rcnn.compute_loss, faster_rcnn.postprocess, rpn_only,
+                              faster_rcnn.finish_export),
 }
 
 

@@ -39,7 +39,7 @@ from torch import nn
 
 from shared.anchors import BACKGROUND, BOX_CODER_WEIGHTS, task_anchors
 from shared.specs.detection import DetectionSpec
-from shared.specs.faster_rcnn import MAX_GT_BOXES, RPN_BOX_CODER_WEIGHTS, RPN_OUTPUT_KEYS, sampling_priority
+from shared.specs.faster_rcnn import EXPORT_OUTPUT_KEYS, MAX_GT_BOXES, RPN_BOX_CODER_WEIGHTS, sampling_priority
 
 from ..layers import Conv2d, Linear, ModuleList
 from ..ops import batched_nms, decode_boxes, encode_boxes, match_anchors, roi_align
@@ -137,14 +137,17 @@ class FasterRCNN(nn.Module):
 
     def forward_head(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-level maps -> every output (see the class docstring)."""
-        out = self.forward_rpn(features)
-        proposals = generate_proposals(out["objectness"], out["rpn_box_regression"], self.anchors, self.spec)
-        out["proposals"] = proposals
+        return self.forward_after_rpn(features[self.spec.rcnn.roi_level], self.forward_rpn(features))
+
+    def forward_after_rpn(self, feature: torch.Tensor, rpn: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """From the RoI level's map [N, C, H, W] and the RPN's outputs to every output: the proposals, then the
+        RoI head on them (eval mode) or bound to the map (training mode). What follows an exported graph."""
+        out = dict(rpn)
+        out["proposals"] = generate_proposals(out["objectness"], out["rpn_box_regression"], self.anchors, self.spec)
         if self.training:
-            feature = features[self.spec.rcnn.roi_level]
             out["roi_head"] = lambda boxes: self.roi_head(feature, boxes)
         else:
-            out.update(self.forward_roi_head(features, proposals))
+            out.update(self.roi_head(feature, out["proposals"]))
         return out
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -152,19 +155,37 @@ class FasterRCNN(nn.Module):
 
 
 class RPNExport(nn.Module):
-    """Images -> the RPN's raw outputs (``RPN_OUTPUT_KEYS``): the part of the network ONNX export covers.
+    """Images -> the RPN's raw outputs and the RoI level's map (``EXPORT_OUTPUT_KEYS``): the part of the network
+    an exported graph covers. NMS (data-dependent counts) and the RoI heads after it stay in the framework, which
+    finishes the outputs from these (``finish_export``)."""
 
-    NMS (data-dependent counts) and the RoI head after it stay in the frameworks.
-    """
-
-    output_keys = RPN_OUTPUT_KEYS
+    output_keys = EXPORT_OUTPUT_KEYS
 
     def __init__(self, model: FasterRCNN):
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model.forward_rpn(self.model.forward_features(x))
+        features = self.model.forward_features(x)
+        return {**self.model.forward_rpn(features), "roi_features": features[self.model.spec.rcnn.roi_level]}
+
+
+def finish_export(model: FasterRCNN, exported: dict[str, np.ndarray], batch_size: int = 64) -> dict[str, np.ndarray]:
+    """The eval-mode outputs of ``model`` from an exported graph's (``RPNExport``'s, NHWC numpy, from any backend):
+    proposals and the RoI heads run here, in the framework, on the exported RoI-level map and RPN outputs."""
+    missing = sorted(set(EXPORT_OUTPUT_KEYS) - set(exported))
+    if missing:
+        raise ValueError(f"exported: expected the export view's outputs {list(EXPORT_OUTPUT_KEYS)}; missing {missing}")
+    model.eval()
+    chunks: dict[str, list[np.ndarray]] = {}
+    with torch.inference_mode():
+        for start in range(0, len(exported["objectness"]), batch_size):
+            part = {k: torch.from_numpy(np.ascontiguousarray(exported[k][start:start + batch_size]))
+                    for k in EXPORT_OUTPUT_KEYS}
+            feature = part.pop("roi_features").permute(0, 3, 1, 2)                  # NHWC -> torch's NCHW
+            for key, value in model.forward_after_rpn(feature, part).items():
+                chunks.setdefault(key, []).append(value.numpy())
+    return {key: np.concatenate(parts) for key, parts in chunks.items()}
 
 
 
@@ -402,5 +423,5 @@ def select_detections(proposals: torch.Tensor, cls_logits: torch.Tensor, box_reg
 
 
 __all__ = ["FasterRCNN", "MIN_DETECTION_SIZE", "RPNExport", "RPNHead", "RoIHead", "RoISample", "UNSAMPLED_OFFSET",
-           "assign_targets", "compute_loss", "detector_losses", "generate_proposals", "postprocess",
+           "assign_targets", "compute_loss", "detector_losses", "finish_export", "generate_proposals", "postprocess",
            "select_detections", "sample"]

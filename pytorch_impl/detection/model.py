@@ -26,6 +26,13 @@ def export_view(model, spec: DetectionSpec):
     return detector(spec).export_view(model, spec)
 
 
+def finish_export(model, spec: DetectionSpec, exported: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every eval-mode output of ``model`` from what its exported graph (``export_view``) gave, NHWC numpy: the
+    two-stage detector's proposals and RoI head run in the framework; a single-shot detector's graph gives them all."""
+    finish = detector(spec).finish_export
+    return exported if finish is None else finish(model, exported)
+
+
 def predict(model, images: np.ndarray, *, with_features: bool = False, batch_size: int = 64,
             device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
     """Eval-mode head outputs for NHWC numpy images: ``cls_logits`` [N, A, K + 1], ``box_regression`` [N, A, 4].

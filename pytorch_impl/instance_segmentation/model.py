@@ -18,6 +18,7 @@ from torch import nn
 
 from shared.specs.instance_segmentation import InstanceSegmentationSpec
 
+from ..detection import faster_rcnn
 from ..detection.faster_rcnn import FasterRCNN, RPNExport
 from ..layers import Conv2d, ConvTranspose2d, ModuleList
 from ..ops import roi_align
@@ -63,9 +64,8 @@ class MaskRCNN(FasterRCNN):
         super().__init__(spec)
         self.mask_head = MaskHead(self.roi_channels, self.roi_stride, spec)
 
-    def forward_head(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = super().forward_head(features)
-        feature = features[self.spec.rcnn.roi_level]
+    def forward_after_rpn(self, feature: torch.Tensor, rpn: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = super().forward_after_rpn(feature, rpn)
         if self.training:
             out["mask_head"] = lambda boxes: self.mask_head(feature, boxes)
         else:
@@ -79,8 +79,14 @@ def build_model(spec: InstanceSegmentationSpec) -> MaskRCNN:
 
 
 def export_view(model: MaskRCNN, spec: InstanceSegmentationSpec):
-    """The part an exported graph holds, and its output keys: backbone and RPN (``spec.export_limit``)."""
+    """The part an exported graph holds, and its output keys: backbone, RPN and the RoI level's map
+    (``spec.export_limit``)."""
     return RPNExport(model), RPNExport.output_keys
+
+
+def finish_export(model: MaskRCNN, spec: InstanceSegmentationSpec, exported: dict[str, np.ndarray]) -> dict:
+    """Every eval-mode output from the export view's (any backend's): proposals, box and mask heads run here."""
+    return faster_rcnn.finish_export(model, exported)
 
 
 def predict(model: MaskRCNN, images: np.ndarray, *, with_features: bool = False, batch_size: int = 32,

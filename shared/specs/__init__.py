@@ -70,7 +70,7 @@ TASKS: dict[str, TaskEntry] = {e.name: e for e in (
               {"unet": {"tiny": semantic_segmentation.tiny_unet, "standard": semantic_segmentation.standard_unet},
                "deeplab": {"tiny": semantic_segmentation.tiny_deeplab,
                            "standard": semantic_segmentation.standard_deeplab}}),
-    TaskEntry("instance_segmentation", "Mask R-CNN-style instance segmentation", (7, 21, 24), "preview",
+    TaskEntry("instance_segmentation", "Mask R-CNN-style instance segmentation", (7, 21, 24), "ready",
               {"tiny": instance_segmentation.tiny, "standard": instance_segmentation.standard}, "mask_rcnn"),
     TaskEntry("tracking", "SiamFC-style Siamese tracker", (6, 22)),
     TaskEntry("ocr", "CRNN with CTC loss and decoding", (8, 25)),

@@ -34,8 +34,11 @@ MAX_GT_BOXES = 50
 RPN_BOX_CODER_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 # Output keys of the faster_rcnn detector, in this order (DetectionSpec.output_keys).
 FASTER_RCNN_OUTPUT_KEYS = ("objectness", "rpn_box_regression", "proposals", "cls_logits", "box_regression")
-# The part of the network the ONNX export covers: backbone and RPN heads (NMS and RoIAlign stay in the frameworks).
+# The RPN's raw outputs.
 RPN_OUTPUT_KEYS = ("objectness", "rpn_box_regression")
+# The part of the network an exported graph covers: backbone and RPN heads, and the RoI level's feature map [N, H, W, C]
+# the RoI heads read (NMS and RoIAlign stay in the frameworks, which finish the outputs from these: ``finish_export``).
+EXPORT_OUTPUT_KEYS = (*RPN_OUTPUT_KEYS, "roi_features")
 
 
 @dataclass(frozen=True)

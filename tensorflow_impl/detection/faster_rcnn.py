@@ -15,6 +15,7 @@ works eagerly and inside Keras' traced train step.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import NamedTuple
 
 import keras
@@ -23,7 +24,7 @@ import tensorflow as tf
 
 from shared.anchors import BACKGROUND, BOX_CODER_WEIGHTS, task_anchors
 from shared.specs.detection import DetectionSpec, spec_from_dict
-from shared.specs.faster_rcnn import MAX_GT_BOXES, RPN_BOX_CODER_WEIGHTS, RPN_OUTPUT_KEYS, sampling_priority
+from shared.specs.faster_rcnn import EXPORT_OUTPUT_KEYS, MAX_GT_BOXES, RPN_BOX_CODER_WEIGHTS, sampling_priority
 
 from ..layers import Conv2d, Linear, ModuleList
 from ..ops import batched_nms, decode_boxes, encode_boxes, match_anchors, roi_align
@@ -126,14 +127,18 @@ class FasterRCNN(keras.Model):
 
     def forward_head(self, features: list, training=False) -> dict:
         """Per-level maps -> every output (see the class docstring)."""
-        out = self.forward_rpn(features)
-        proposals = generate_proposals(out["objectness"], out["rpn_box_regression"], self.anchors, self.spec)
-        out["proposals"] = proposals
+        return self.forward_after_rpn(features[self.spec.rcnn.roi_level], self.forward_rpn(features), training)
+
+    def forward_after_rpn(self, feature, rpn: dict, training=False) -> dict:
+        """From the RoI level's map [N, H, W, C] and the RPN's outputs to every output: the proposals, then the
+        RoI head on them (``training=False``) or bound to the map (``training=True``). What follows an exported
+        graph."""
+        out = dict(rpn)
+        out["proposals"] = generate_proposals(out["objectness"], out["rpn_box_regression"], self.anchors, self.spec)
         if training:
-            feature = features[self.spec.rcnn.roi_level]
             out["roi_head"] = lambda boxes: self.roi_head(feature, boxes)
         else:
-            out.update(self.forward_roi_head(features, proposals))
+            out.update(self.roi_head(feature, out["proposals"]))
         return out
 
     def call(self, x, training=False):
@@ -147,21 +152,44 @@ class FasterRCNN(keras.Model):
         return cls(spec_from_dict(config["spec"]), name=config.get("name", "faster_rcnn"))
 
 
-class RPNExport:
-    """Images -> the RPN's raw outputs (``RPN_OUTPUT_KEYS``): the part of the network ONNX export covers.
+class RPNExport(keras.Model):
+    """Images -> the RPN's raw outputs and the RoI level's map (``EXPORT_OUTPUT_KEYS``): the part of the network
+    an exported graph covers. NMS (data-dependent counts) and the RoI heads after it stay in the framework, which
+    finishes the outputs from these (``finish_export``). A Keras model, so Keras' own SavedModel export (and
+    TFLite from it) takes it as it takes a whole model."""
 
-    NMS (data-dependent counts) and the RoI head after it stay in the frameworks.
-    """
+    output_keys = EXPORT_OUTPUT_KEYS
 
-    output_keys = RPN_OUTPUT_KEYS
-
-    def __init__(self, model: FasterRCNN):
+    def __init__(self, model: FasterRCNN, **kwargs):
+        super().__init__(name=kwargs.pop("name", "rpn_export"), **kwargs)
         self.model = model
 
-    def __call__(self, x, training=False) -> dict:
-        return self.model.forward_rpn(self.model.forward_features(x, training=training))
+    def call(self, x, training=False) -> dict:
+        features = self.model.forward_features(x, training=training)
+        return {**self.model.forward_rpn(features), "roi_features": features[self.model.spec.rcnn.roi_level]}
 
 
+def finish_export(model: FasterRCNN, exported: dict[str, np.ndarray], batch_size: int = 64) -> dict[str, np.ndarray]:
+    """The eval-mode outputs of ``model`` from an exported graph's (``RPNExport``'s, NHWC numpy, from any backend):
+    proposals and the RoI heads run here, in the framework (one traced function per model), on the exported
+    RoI-level map and RPN outputs."""
+    missing = sorted(set(EXPORT_OUTPUT_KEYS) - set(exported))
+    if missing:
+        raise ValueError(f"exported: expected the export view's outputs {list(EXPORT_OUTPUT_KEYS)}; missing {missing}")
+    finish = _FINISH.get(model)
+    if finish is None:
+        finish = _FINISH[model] = tf.function(lambda feature, rpn: model.forward_after_rpn(feature, rpn),
+                                              reduce_retracing=True)
+    chunks: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(exported["objectness"]), batch_size):
+        part = {k: tf.constant(exported[k][start:start + batch_size]) for k in EXPORT_OUTPUT_KEYS}
+        feature = part.pop("roi_features")
+        for key, value in finish(feature, part).items():
+            chunks.setdefault(key, []).append(value.numpy())
+    return {key: np.concatenate(parts) for key, parts in chunks.items()}
+
+
+_FINISH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def generate_proposals(objectness, rpn_box_regression, anchors, spec: DetectionSpec):
@@ -401,5 +429,5 @@ def select_detections(proposals, cls_logits, box_regression, spec: DetectionSpec
 
 
 __all__ = ["FasterRCNN", "MIN_DETECTION_SIZE", "RPNExport", "RPNHead", "RoIHead", "RoISample", "UNSAMPLED_OFFSET",
-           "assign_targets", "compute_loss", "detector_losses", "generate_proposals", "postprocess",
+           "assign_targets", "compute_loss", "detector_losses", "finish_export", "generate_proposals", "postprocess",
            "select_detections", "sample"]

@@ -17,6 +17,7 @@ import tensorflow as tf
 from shared.specs.instance_segmentation import InstanceSegmentationSpec, spec_from_dict
 
 from ..classification.model import HE_FAN_OUT
+from ..detection import faster_rcnn
 from ..detection.faster_rcnn import FasterRCNN, RPNExport
 from ..layers import Conv2d, ConvTranspose2d, ModuleList
 from ..ops import roi_align
@@ -61,9 +62,8 @@ class MaskRCNN(FasterRCNN):
         super().__init__(spec, **kwargs)
         self.mask_head = MaskHead(self.roi_channels, self.roi_stride, spec, name="mask_head")
 
-    def forward_head(self, features: list, training=False) -> dict:
-        out = super().forward_head(features, training=training)
-        feature = features[self.spec.rcnn.roi_level]
+    def forward_after_rpn(self, feature, rpn: dict, training=False) -> dict:
+        out = super().forward_after_rpn(feature, rpn, training)
         if training:
             out["mask_head"] = lambda boxes: self.mask_head(feature, boxes)
         else:
@@ -86,8 +86,14 @@ def build_model(spec: InstanceSegmentationSpec) -> MaskRCNN:
 
 
 def export_view(model: MaskRCNN, spec: InstanceSegmentationSpec):
-    """The part an exported graph holds, and its output keys: backbone and RPN (``spec.export_limit``)."""
+    """The part an exported graph holds, and its output keys: backbone, RPN and the RoI level's map
+    (``spec.export_limit``)."""
     return RPNExport(model), RPNExport.output_keys
+
+
+def finish_export(model: MaskRCNN, spec: InstanceSegmentationSpec, exported: dict[str, np.ndarray]) -> dict:
+    """Every eval-mode output from the export view's (any backend's): proposals, box and mask heads run here."""
+    return faster_rcnn.finish_export(model, exported)
 
 
 def predict(model: MaskRCNN, images: np.ndarray, *, with_features: bool = False, batch_size: int = 32,
