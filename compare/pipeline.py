@@ -54,7 +54,8 @@ def planned_steps(task: str, variant: str | None = None, profile: str = "standar
                 [("data", "data"), *[("study", f"study: {s.name}") for s in studies_for(task, variant)]]]
     limited = getattr(get_spec(task, "tiny", variant), "export_limit", None)
     fp32 = list(B.BACKENDS)
-    quantized = [] if variant is not None else [q for q in B.QUANTIZED if not limited or q not in B.WHOLE_GRAPH_QUANTIZED]
+    quantized = [] if variant is not None else [q for q in B.QUANTIZED
+                                                if not limited or q not in B.WHOLE_GRAPH_QUANTIZED]
     steps = [("data", "data"), *[("train", f"train {fw}") for fw in FRAMEWORKS],
              *([("training speed", train_stage.TRAINING_SPEED_STEP)] if variant is None else []),
              ("parity", parity_stage.PARITY_STEP), ("export", "export artifacts")]

@@ -6,5 +6,5 @@ from .postprocess import postprocess
 from .ssd import SSD
 from .train import detect, evaluate, train, train_steps
 
-__all__ = ["SSD", "build_model", "compute_loss", "detect", "evaluate", "export_view", "finish_export", "postprocess", "predict",
-           "train", "train_steps"]
+__all__ = ["SSD", "build_model", "compute_loss", "detect", "evaluate", "export_view", "finish_export", "postprocess",
+           "predict", "train", "train_steps"]

@@ -285,9 +285,9 @@ def detector_losses(outputs: dict, targets, spec: DetectionSpec) -> tuple[dict[s
     Returns ``{"loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}``:
     binary cross-entropy over the sampled anchors (mean), smooth L1 (beta ``rcnn.smooth_l1_beta``)
     over the sampled positive anchors / sampled anchors; cross-entropy over the sampled RoIs (mean),
-    smooth L1 of the true class's deltas over the positive RoIs / sampled RoIs; and their sum.
+    smooth L1 of the true class's deltas over the positive RoIs / sampled RoIs; and their sum. With them the
+    ``RoISample`` the box head's loss was taken on (the mask head's loss picks its RoIs from it).
     """
-    
     objectness, rpn_deltas, proposals, roi_head = _check_training_outputs(outputs, spec)
     r = spec.rcnn
     batch, num_anchors = objectness.shape
@@ -315,8 +315,8 @@ def detector_losses(outputs: dict, targets, spec: DetectionSpec) -> tuple[dict[s
     candidates = torch.cat([proposals.detach(), gt_boxes], dim=1)                          # [B, P + M, 4]
     valid = ((candidates[..., 2] - candidates[..., 0]) > 0) & ((candidates[..., 3] - candidates[..., 1]) > 0)
     valid[:, proposals.shape[1]:] &= gt_labels >= 0
-    pos, neg, matched, matched_labels, matched_rows = assign_targets(candidates, valid, gt_boxes, gt_labels, r.roi_fg_iou,
-                                                       r.roi_fg_iou, False)
+    pos, neg, matched, matched_labels, matched_rows = assign_targets(candidates, valid, gt_boxes, gt_labels,
+                                                                     r.roi_fg_iou, r.roi_fg_iou, False)
     n = candidates.shape[1]
     priority = torch.from_numpy(sampling_priority(r.num_roi_candidates_max, r.sampling_seed, 1)[:n]).to(device)
     pos, neg = sample(pos, neg, priority, r.roi_batch_size, r.roi_positive_fraction)

@@ -40,7 +40,7 @@ DETECTORS = {
     "ssd": Detector(ssd.SSD, ssd.ssd_loss, ssd.ssd_postprocess, whole_model),
     "yolo": Detector(yolo.YOLO, yolo.yolo_loss, yolo.yolo_postprocess, whole_model),
     "faster_rcnn": Detector(faster_rcnn.FasterRCNN, faster_rcnn.compute_loss, faster_rcnn.postprocess, rpn_only,
-                              faster_rcnn.finish_export),
+                            faster_rcnn.finish_export),
 }
 
 
