@@ -354,7 +354,7 @@ def test_killed_report_leaves_a_valid_report_and_resumes_without_retraining(inte
     assert "torch: cached" in stdout and "tensorflow: cached" in stdout, stdout[-3000:]
 
 
-def test_failing_backend_is_recorded_and_the_report_completes(tmp_path, monkeypatch):
+def test_failing_backend_is_recorded_and_the_report_completes(tmp_path, monkeypatch, smoke_timing):
     """A crashing backend, and empty representative data for the calibrated int8 quantizers: each failure is
     recorded with its cause and every other backend and variant completes."""
     from compare import backends

@@ -283,7 +283,7 @@ def masks_picture(ctx: StudyContext) -> dict:
                     f"framework's own trained model (instances scoring at least {COUNT_SCORE}; one colour per "
                     f"instance, class written at its box). Masks are pasted from each detection's proposal frame "
                     f"and thresholded at {ctx.spec.mask.threshold}, in the post-processing of the framework that "
-                    f"serves them (exports stop at the RPN: {ctx.spec.export_limit}).",
+                    f"serves them ({ctx.spec.export_limit}).",
             "columns": [], "rows": [], "plot": None, "verdicts": [], "images": {"instances": str(path)}}
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from .base import ParityTolerances, SpecError, TrainSpec, check_choice, check_range
 from .classification import SHAPE_CLASSES, ResNetSpec
-from .faster_rcnn import FASTER_RCNN_OUTPUT_KEYS, FasterRCNNSpec
+from .faster_rcnn import EXPORT_LIMIT, FASTER_RCNN_OUTPUT_KEYS, FasterRCNNSpec
 
 # The detector's classes: the generated shapes (shared.data.shapes draws them).
 DETECTION_CLASSES = SHAPE_CLASSES
@@ -474,8 +474,7 @@ class DetectionSpec:
         """Why the whole network cannot go into one exported graph (None: it can). The report then runs
         this model on the frameworks' own backends only; the exportable part is compared at parity L4."""
         if self.model.detector == "faster_rcnn":
-            return ("proposal NMS and RoIAlign stay in the frameworks: the exported graph covers the backbone "
-                    "and the RPN (parity level L4 compares it), not the whole two-stage network")
+            return EXPORT_LIMIT
         return None
 
     @property

@@ -39,6 +39,10 @@ RPN_OUTPUT_KEYS = ("objectness", "rpn_box_regression")
 # The part of the network an exported graph covers: backbone and RPN heads, and the RoI level's feature map [N, H, W, C]
 # the RoI heads read (NMS and RoIAlign stay in the frameworks, which finish the outputs from these: ``finish_export``).
 EXPORT_OUTPUT_KEYS = (*RPN_OUTPUT_KEYS, "roi_features")
+# Why a two-stage model does not export whole, and what its graphs hold instead (the specs' ``export_limit``).
+EXPORT_LIMIT = ("proposal NMS keeps a data-dependent number of boxes, so an exported graph holds the backbone, the RPN "
+                "and the RoI level's feature map (parity level L4 compares it), and the framework that exported it "
+                "runs the proposals, NMS and RoI heads on those outputs")
 
 
 @dataclass(frozen=True)

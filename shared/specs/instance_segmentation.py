@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from . import detection
 from .base import SpecError, TrainSpec, check_range
 from .detection import OUTPUT_KEYS, DetectionSpec, DetectionTolerances
-from .faster_rcnn import FASTER_RCNN_OUTPUT_KEYS
+from .faster_rcnn import EXPORT_LIMIT, FASTER_RCNN_OUTPUT_KEYS
 
 # Output keys of the Mask R-CNN-style model: the two-stage detector's, then the masks of every proposal slot.
 INSTANCE_OUTPUT_KEYS = (*FASTER_RCNN_OUTPUT_KEYS, "mask_logits")
@@ -105,8 +105,7 @@ class InstanceSegmentationSpec(DetectionSpec):
 
     @property
     def export_limit(self) -> str | None:
-        return ("proposal NMS and RoIAlign stay in the frameworks: the exported graph covers the backbone and the "
-                "RPN (parity level L4 compares it), not the RoI box and mask heads")
+        return EXPORT_LIMIT + " (box and mask)"
 
     @property
     def body_keys(self) -> tuple[str, ...]:
