@@ -135,7 +135,8 @@ def native_runner(framework: str, model, keys: tuple[str, ...]) -> Runner:
 
 
 def finishing_runner(runner: Runner, model, spec) -> Runner:
-    """``runner`` holds a model's export view (``spec.export_limit``: the two-stage detectors' backbone and RPN);
+    """``runner`` holds a model's export view (``spec.export_limit``: the two-stage models' backbone, RPN and RoI-level
+    map);
     the framework of ``model`` (that twin's fp32 model) finishes the outputs from the view's, with its twin's
     ``finish_export`` (proposals, NMS and the RoI heads): the runner then serves the whole model, timed whole."""
     from .frameworks import load_twin
