@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from shared.data import batch_plan
 from shared.specs.base import TrainSpec, lr_factor
 
 from . import bridge
@@ -100,6 +101,17 @@ class Trainer:
             if progress:
                 print(_describe(row), flush=True)
         return history
+
+
+def fit_spec(model: nn.Module, spec, loss_fn: Callable, images: torch.Tensor, targets: torch.Tensor, *,
+             evaluate: Callable[[], dict] | None = None, evaluate_on: str = "test", progress: bool = True,
+             augment: Callable | None = None, device: str | torch.device = "cpu") -> list[dict]:
+    """Train ``model`` for ``spec.train``'s epochs on the shared batch plan (``shared.data.batch_plan``, the same
+    batches in both twins) with ``loss_fn``; the per-epoch history of ``Trainer.fit``. The ``train`` of every task."""
+    plan = batch_plan(len(images), spec.train.batch_size, spec.train.epochs, spec.train.seed)
+    trainer = Trainer(model, spec, loss_fn, total_steps=sum(map(len, plan)), device=device)
+    return trainer.fit(images, targets, plan, evaluate=evaluate, evaluate_on=evaluate_on, progress=progress,
+                       augment=augment)
 
 
 def _describe(row: dict) -> str:

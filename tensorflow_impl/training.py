@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from shared.data import batch_plan
 from shared.specs.base import TrainSpec
 
 from . import bridge
@@ -208,6 +209,17 @@ class Trainer:
                 self.adapter.fit(_epoch_dataset(images, targets, batches), initial_epoch=epoch, epochs=epoch + 1,
                                  shuffle=False, verbose=1 if progress else 0, callbacks=[history])
         return history.rows
+
+
+def fit_spec(model: keras.Model, spec, loss_fn: Callable, images: np.ndarray, targets: np.ndarray, *,
+             evaluate: Callable[[], dict] | None = None, evaluate_on: str = "test", progress: bool = True,
+             augment: Callable | None = None, device: str = "cpu") -> list[dict]:
+    """Train ``model`` for ``spec.train``'s epochs on the shared batch plan (``shared.data.batch_plan``, the same
+    batches in both twins) with ``loss_fn``; the per-epoch history of ``Trainer.fit``. The ``train`` of every task."""
+    plan = batch_plan(len(images), spec.train.batch_size, spec.train.epochs, spec.train.seed)
+    trainer = Trainer(model, spec, loss_fn, total_steps=sum(map(len, plan)), device=device)
+    return trainer.fit(images, targets, plan, evaluate=evaluate, evaluate_on=evaluate_on, progress=progress,
+                       augment=augment)
 
 
 def reference_loop(model: keras.Model, spec, loss_fn: Callable, images: np.ndarray, targets: np.ndarray,

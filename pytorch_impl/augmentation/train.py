@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from shared.data import batch_plan, check_labels
+from shared.data import check_labels
 from shared.data.augmentation import load
 from shared.data.classification import ClassificationData, Split
 from shared.specs.augmentation import AugmentationSpec
@@ -14,7 +14,7 @@ from ..classification.loss import compute_loss
 from ..classification.model import ResNet, build_model
 from ..classification.train import evaluate as evaluate_classifier
 from ..tensors import resolve_device, to_native
-from ..training import Trainer
+from ..training import fit_spec
 from .ops import augment_batch, build_pipeline
 
 
@@ -37,9 +37,8 @@ def train(spec: AugmentationSpec, data: ClassificationData | None = None, *, mod
     images = to_native(data.train.images, channels=spec.model.in_channels, device=dev)
     labels = torch.from_numpy(check_labels(data.train.labels, num_classes=spec.model.num_classes,
                                            n=len(data.train))).to(dev)
-    plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
-    trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=dev)
-    history = trainer.fit(images, labels, plan, evaluate=lambda: evaluate(model, data.test, spec, dev),
-                          progress=progress,
-                          augment=augment_batch(build_pipeline(spec.augment, spec.data.image_size, spec.train.seed)))
+    history = fit_spec(model, spec, compute_loss, images, labels,
+                       evaluate=lambda: evaluate(model, data.test, spec, dev), progress=progress,
+                       augment=augment_batch(build_pipeline(spec.augment, spec.data.image_size, spec.train.seed)),
+                       device=dev)
     return model.cpu(), history

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shared.data import batch_plan, check_labels
+from shared.data import check_labels
 from shared.data.classification import ClassificationData, Split, load_classification
 from shared.metrics.classification import classification_metrics
 from shared.specs.base import TrainSpec
 from shared.specs.classification import ClassificationSpec
 
 from ..tensors import resolve_device, to_native
-from ..training import Trainer
+from ..training import Trainer, fit_spec
 from .loss import compute_loss
 from .model import ResNet, build_model, predict
 
@@ -36,10 +36,8 @@ def train(spec: ClassificationSpec, data: ClassificationData | None = None, *, m
     images = to_native(data.train.images, channels=spec.model.in_channels, device=dev)
     labels = torch.from_numpy(check_labels(data.train.labels, num_classes=spec.model.num_classes,
                                            n=len(data.train))).to(dev)
-    plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
-    trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=dev)
-    history = trainer.fit(images, labels, plan, evaluate=lambda: evaluate(model, data.test, spec, dev),
-                          progress=progress)
+    history = fit_spec(model, spec, compute_loss, images, labels,
+                       evaluate=lambda: evaluate(model, data.test, spec, dev), progress=progress, device=dev)
     return model.cpu(), history
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shared.data import batch_plan
 from shared.data.distillation import DistillationData, Split, check_targets, load
 from shared.metrics.distillation import evaluate as distillation_metrics
 from shared.specs.base import TrainSpec
@@ -13,7 +12,7 @@ from shared.specs.distillation import DistillationSpec
 
 from ..classification.model import ResNet, predict
 from ..tensors import resolve_device, to_native
-from ..training import Trainer
+from ..training import Trainer, fit_spec
 from .loss import compute_loss
 from .model import build_model
 
@@ -35,10 +34,8 @@ def train(spec: DistillationSpec, data: DistillationData | None = None, *, model
     model.to(dev)
     images = to_native(data.train.images, channels=spec.model.in_channels, device=dev)
     targets = torch.from_numpy(check_targets(data.train.targets, spec.model.num_classes, len(data.train))).to(dev)
-    plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
-    trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=dev)
-    history = trainer.fit(images, targets, plan, evaluate=lambda: evaluate(model, data.test, spec, dev),
-                          progress=progress)
+    history = fit_spec(model, spec, compute_loss, images, targets,
+                       evaluate=lambda: evaluate(model, data.test, spec, dev), progress=progress, device=dev)
     return model.cpu(), history
 
 

@@ -6,13 +6,12 @@ import numpy as np
 import torch
 
 from shared.data.semantic_segmentation import SegmentationData, SegmentationSplit, check_class_maps, load
-from shared.data import batch_plan
 from shared.metrics.semantic_segmentation import segmentation_metrics
 from shared.specs.base import TrainSpec
 from shared.specs.semantic_segmentation import SegmentationSpec
 
 from ..tensors import resolve_device, to_native
-from ..training import Trainer
+from ..training import Trainer, fit_spec
 from .loss import compute_loss
 from .model import Segmenter, build_model, predict
 
@@ -36,10 +35,9 @@ def train(spec: SegmentationSpec, data: SegmentationData | None = None, *, model
     model.to(dev)
     images, targets = _training_arrays(spec, data.train.images, data.train.masks)
     images, targets = to_native(images, device=dev), torch.from_numpy(targets).to(dev)
-    plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
-    trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=dev)
-    history = trainer.fit(images, targets, plan, evaluate=lambda: evaluate(model, data.val, spec, dev),
-                          evaluate_on="val", progress=progress)
+    history = fit_spec(model, spec, compute_loss, images, targets,
+                       evaluate=lambda: evaluate(model, data.val, spec, dev), evaluate_on="val", progress=progress,
+                       device=dev)
     return model.cpu(), history
 
 

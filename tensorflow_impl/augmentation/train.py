@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import keras
 
-from shared.data import batch_plan, check_images, check_labels
+from shared.data import check_images, check_labels
 from shared.data.augmentation import load
 from shared.data.classification import ClassificationData, Split
 from shared.specs.augmentation import AugmentationSpec
@@ -14,7 +14,7 @@ from ..classification.loss import compute_loss
 from ..classification.model import ResNet, build_model
 from ..classification.train import evaluate as evaluate_classifier
 from ..tensors import resolve_device
-from ..training import Trainer
+from ..training import fit_spec
 from .ops import augment_batch, build_pipeline
 
 
@@ -34,9 +34,8 @@ def train(spec: AugmentationSpec, data: ClassificationData | None = None, *, mod
         model = build_model(spec)
     images = check_images(data.train.images, channels=spec.model.in_channels)
     labels = check_labels(data.train.labels, num_classes=spec.model.num_classes, n=len(data.train))
-    plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
-    trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=device)
-    history = trainer.fit(images, labels, plan, evaluate=lambda: evaluate(model, data.test, spec, device),
-                          progress=progress,
-                          augment=augment_batch(build_pipeline(spec.augment, spec.data.image_size, spec.train.seed)))
+    history = fit_spec(model, spec, compute_loss, images, labels,
+                       evaluate=lambda: evaluate(model, data.test, spec, device), progress=progress,
+                       augment=augment_batch(build_pipeline(spec.augment, spec.data.image_size, spec.train.seed)),
+                       device=device)
     return model, history

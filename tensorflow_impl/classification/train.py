@@ -5,14 +5,14 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from shared.data import batch_plan, check_images, check_labels
+from shared.data import check_images, check_labels
 from shared.data.classification import ClassificationData, Split, load_classification
 from shared.metrics.classification import classification_metrics
 from shared.specs.base import TrainSpec
 from shared.specs.classification import ClassificationSpec
 
 from ..tensors import resolve_device
-from ..training import Trainer
+from ..training import Trainer, fit_spec
 from .loss import compute_loss
 from .model import ResNet, build_model, predict
 
@@ -34,10 +34,8 @@ def train(spec: ClassificationSpec, data: ClassificationData | None = None, *, m
         model = build_model(spec)
     images = check_images(data.train.images, channels=spec.model.in_channels)
     labels = check_labels(data.train.labels, num_classes=spec.model.num_classes, n=len(data.train))
-    plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
-    trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=device)
-    history = trainer.fit(images, labels, plan, evaluate=lambda: evaluate(model, data.test, spec, device),
-                          progress=progress)
+    history = fit_spec(model, spec, compute_loss, images, labels,
+                       evaluate=lambda: evaluate(model, data.test, spec, device), progress=progress, device=device)
     return model, history
 
 

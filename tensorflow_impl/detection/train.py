@@ -6,14 +6,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shared.data import batch_plan, check_images
+from shared.data import check_images
 from shared.data.detection import DetectionData, DetectionSplit, load_detection, pack_targets
 from shared.metrics.detection import coco_metrics
 from shared.specs.base import TrainSpec
 from shared.specs.detection import DetectionSpec
 
 from ..tensors import resolve_device
-from ..training import Trainer
+from ..training import Trainer, fit_spec
 from .loss import compute_loss
 from .model import build_model, predict
 from .ssd import SSD
@@ -41,10 +41,9 @@ def train(spec: DetectionSpec, data: DetectionData | None = None, *, model: SSD 
         keras.utils.set_random_seed(spec.train.seed)
         model = build_model(spec)
     images, targets = _training_arrays(spec, data.train.images, data.train.targets)
-    plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
-    trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=device)
-    history = trainer.fit(images, targets, plan, evaluate=lambda: evaluate(model, data.val, spec, device),
-                          evaluate_on="val", progress=progress, augment=random_erasing(spec))
+    history = fit_spec(model, spec, compute_loss, images, targets,
+                       evaluate=lambda: evaluate(model, data.val, spec, device), evaluate_on="val", progress=progress,
+                       augment=random_erasing(spec), device=device)
     return model, history
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from shared.data import batch_plan, check_images
+from shared.data import check_images
 from shared.data.distillation import DistillationData, Split, check_targets, load
 from shared.metrics.distillation import evaluate as distillation_metrics
 from shared.specs.base import TrainSpec
@@ -18,7 +18,7 @@ from shared.specs.distillation import DistillationSpec
 
 from ..classification.model import ResNet, predict
 from ..tensors import resolve_device
-from ..training import Trainer
+from ..training import Trainer, fit_spec
 from .loss import compute_loss
 from .model import build_model
 
@@ -39,10 +39,8 @@ def train(spec: DistillationSpec, data: DistillationData | None = None, *, model
         model = build_model(spec)
     images = check_images(data.train.images, channels=spec.model.in_channels)
     targets = check_targets(data.train.targets, spec.model.num_classes, len(data.train))
-    plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
-    trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=device)
-    history = trainer.fit(images, targets, plan, evaluate=lambda: evaluate(model, data.test, spec, device),
-                          progress=progress)
+    history = fit_spec(model, spec, compute_loss, images, targets,
+                       evaluate=lambda: evaluate(model, data.test, spec, device), progress=progress, device=device)
     return model, history
 
 

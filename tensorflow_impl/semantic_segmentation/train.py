@@ -6,13 +6,12 @@ import numpy as np
 import keras
 
 from shared.data.semantic_segmentation import SegmentationData, SegmentationSplit, check_class_maps, load
-from shared.data import batch_plan
 from shared.metrics.semantic_segmentation import segmentation_metrics
 from shared.specs.base import TrainSpec
 from shared.specs.semantic_segmentation import SegmentationSpec
 
 from ..tensors import resolve_device
-from ..training import Trainer
+from ..training import Trainer, fit_spec
 from .loss import compute_loss
 from .model import Segmenter, build_model, predict
 
@@ -34,10 +33,9 @@ def train(spec: SegmentationSpec, data: SegmentationData | None = None, *, model
         keras.utils.set_random_seed(spec.train.seed)
         model = build_model(spec)
     images, targets = _training_arrays(spec, data.train.images, data.train.masks)
-    plan = batch_plan(len(data.train), spec.train.batch_size, spec.train.epochs, spec.train.seed)
-    trainer = Trainer(model, spec, compute_loss, total_steps=sum(map(len, plan)), device=device)
-    history = trainer.fit(images, targets, plan, evaluate=lambda: evaluate(model, data.val, spec, device),
-                          evaluate_on="val", progress=progress)
+    history = fit_spec(model, spec, compute_loss, images, targets,
+                       evaluate=lambda: evaluate(model, data.val, spec, device), evaluate_on="val", progress=progress,
+                       device=device)
     return model, history
 
 
