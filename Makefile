@@ -19,12 +19,13 @@ venv: $(STAMP)
 # TensorFlow stack), every version pinned by the constraints file, then this package itself.
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check -c $(CONSTRAINTS) torch==2.14.1 torchvision==0.29.1
+	$(PIP) install --quiet --disable-pip-version-check -c $(CONSTRAINTS) torch==2.14.1 torchvision==0.29.1 \
+	    torchaudio==2.11.1 flashlight-text==0.0.7
 	$(PIP) install --quiet --disable-pip-version-check -c $(CONSTRAINTS) \
 	    tensorflow==2.21.0 keras==3.15.1 tf-keras==2.21.0 keras-cv==0.9.0 \
 	    tensorflow-model-optimization==0.8.1 tf2onnx==1.17.0 onnx==1.23.2 onnxruntime==1.32.0 \
 	    onnxscript==0.7.2 ai-edge-litert==2.3.0 torchao==0.18.0 protobuf==7.36.2 numpy==2.4.6 pytest==9.2.0 \
-	    jsonschema==4.26.0
+	    jsonschema==4.26.0 jiwer==4.0.0
 	$(PIP) install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e .
 	$(PIP) check
 	touch $(STAMP)

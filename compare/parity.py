@@ -213,6 +213,8 @@ def training_parity(spec, twins: dict[str, Twin], split, seed: int = 0) -> list[
     entries = [entry("torch", "tensorflow", f"training/loss@step{worst + 1}of{len(la)}", la[worst:worst + 1],
                      lb[worst:worst + 1], tol.training_loss)]
     for key in weights["torch"]:
+        if not weights["torch"][key].any() and not weights["tensorflow"][key].any():
+            continue  # zero in both after training: a constant zero buffer (the torch LSTM's second bias)
         entries.append(entry("torch", "tensorflow", f"training/{key}", weights["torch"][key],
                              weights["tensorflow"][key], tol.training_weights))
     return entries

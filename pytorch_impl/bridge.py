@@ -24,7 +24,7 @@ def variable_map(model: nn.Module) -> list[tuple[str, torch.Tensor, str]]:
         for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
             key = f"{prefix}.{name}" if prefix else name
             if W.is_canonical_key(key):
-                out.append((key, tensor, _kind(module) if name == "weight" and tensor.ndim > 1 else "vector"))
+                out.append((key, tensor, _kind(module) if name.startswith("weight") and tensor.ndim > 1 else "vector"))
     return out
 
 

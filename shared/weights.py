@@ -27,7 +27,13 @@ TO_KERAS: dict[str, tuple[int, ...]] = {
     "conv_transpose": (2, 3, 1, 0),  # (I, O, kh, kw) -> (kh, kw, O, I)
     "dense": (1, 0),                 # (out, in) -> (in, out)
     "vector": (0,),                  # biases, BatchNorm statistics: same in both
+    "addend": (0,),                  # a vector Keras folds into another key's variable (ADDEND)
 }
+
+# A canonical tensor with no Keras variable of its own: Keras holds its sum with the key before it. torch's LSTM
+# keeps two biases (``bias_ih``, ``bias_hh``) that only ever appear added; Keras' LSTM has the one. On the way to
+# Keras both are added; on the way back the sum is ``bias_ih`` and ``bias_hh`` is zero (tensorflow_impl/bridge.py).
+ADDEND = "addend"
 
 # PyTorch bookkeeping buffers with no Keras counterpart: left out of the
 # canonical layout (torch re-creates them on load).
