@@ -268,3 +268,50 @@ def test_training_lowers_the_ctc_loss(spec, ocr_twins):
     for fw in ("torch", "tensorflow"):
         _, history = ocr_twins[fw].task.train(spec, data, progress=False)
         assert history[-1]["loss"] < 0.5 * history[0]["loss"], (fw, history)
+
+
+def test_each_study_runs_on_the_tiny_preset(ocr_twins, trained, tmp_path, smoke_timing):
+    """The studies at the quick profile's plan on the L5 recipe's trained weights: their tables, plots, images and
+    verdicts (not the error rates of a model trained for seconds) are under test."""
+    from compare.cache import TaskCache
+    from compare.parity import same_init
+    from compare.studies import StudyContext
+    from compare.tasks.ocr import PIPELINES, PLUGIN
+    from shared import data as D
+
+    spec = get_spec("ocr", "tiny")
+    data = D.load(spec)
+    models = {fw: ocr_twins[fw].bridge.import_weights(ocr_twins[fw].task.build_model(spec), trained)
+              for fw in ("torch", "tensorflow")}
+
+    def initial_model(fw, s):
+        return same_init(ocr_twins, s, "torch", s.train.seed)[0][fw]
+
+    ctx = StudyContext(spec, data, ocr_twins, models, TaskCache(tmp_path, "ocr", "tiny", spec), lambda line: None,
+                       initial_model, "quick", "tiny")
+    results = {study.name: study.run(ctx) for study in PLUGIN.studies}
+    verdicts = ("supported", "refuted", "mixed")
+    assert [r["challenge"] for r in results["challenges"]["rows"]] == list(data.challenges)
+    assert all(v["verdict"] in verdicts for v in results["challenges"]["verdicts"])
+    decoding = results["decoding"]["rows"]
+    assert len(decoding) == 6 and {r["decoder"].split()[0] for r in decoding} >= {"greedy", "torch", "tensorflow"}
+    assert [r["pipeline"] for r in results["preprocessing"]["rows"]] == list(PIPELINES)
+    assert results["preprocessing"]["verdicts"][0]["verdict"] in verdicts
+    assert results["samples"]["images"]["samples"].endswith(".png")
+    assert results["twins"]["verdicts"][0]["verdict"] in (*verdicts, "not measurable here")
+
+
+def test_colour_start_weights_compute_the_grayscale_model():
+    """The preprocessing study's colour model starts from the grayscale kernel spread by luma weights: on any
+    RGB image it computes what the grayscale model computes on the image's luma."""
+    from compare.tasks.ocr import start_weights
+    from shared.data.ocr import preprocess
+
+    gray = torch.nn.Conv2d(1, 4, 3, bias=False)
+    colour = torch.nn.Conv2d(3, 4, 3, bias=False)
+    tensors = start_weights({"features.0.0.weight": gray.weight.detach().numpy()}, None, 3)
+    colour.weight.data = torch.from_numpy(tensors["features.0.0.weight"])
+    rgb = np.random.default_rng(7).uniform(size=(2, 8, 8, 3)).astype(np.float32)
+    luma = preprocess(rgb, ("grayscale",))
+    np.testing.assert_allclose(colour(torch.from_numpy(rgb.transpose(0, 3, 1, 2))).detach().numpy(),
+                               gray(torch.from_numpy(luma.transpose(0, 3, 1, 2))).detach().numpy(), atol=1e-5)
