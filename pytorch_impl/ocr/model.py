@@ -13,7 +13,7 @@ from torch import nn
 from shared.specs.ocr import OCRSpec
 
 from ..layers import BatchNorm2d, Conv2d, Linear, ReLU, Sequential
-from ..tensors import check_native, to_native, to_numpy
+from ..tensors import batched_outputs, check_native
 
 
 def conv_block(in_channels: int, out_channels: int, spec: OCRSpec) -> Sequential:
@@ -84,16 +84,4 @@ def predict(model: CRNN, images: np.ndarray, *, with_features: bool = False, bat
             device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
     """Eval-mode outputs for NHWC numpy line images: ``logits`` [N, T, K]; with ``with_features``, the last conv
     map as ``features.0`` ([N, H', T, C], NHWC) and the LSTM's outputs as ``features.1`` ([N, T, 2 * hidden])."""
-    h, w, c = model.spec.input_shape
-    x_all = to_native(images, channels=c, size=(h, w), device=device)
-    model.eval()
-    chunks: dict[str, list[np.ndarray]] = {}
-    with torch.inference_mode():
-        for start in range(0, x_all.shape[0], batch_size):
-            features = model.forward_features(x_all[start:start + batch_size])
-            out = model.forward_head(features)
-            if with_features:
-                out.update({f"features.{i}": f for i, f in enumerate(features)})
-            for key, value in out.items():
-                chunks.setdefault(key, []).append(to_numpy(value))
-    return {key: np.concatenate(parts) for key, parts in chunks.items()}
+    return batched_outputs(model, images, with_features=with_features, batch_size=batch_size, device=device)

@@ -19,7 +19,7 @@ from shared.specs.detection import spec_from_dict
 from shared.specs.ocr import OCRSpec
 
 from ..layers import BatchNorm2d, Conv2d, Linear, ModuleList, ReLU, Sequential
-from ..tensors import check_native
+from ..tensors import batched_outputs, check_native
 
 
 def conv_block(in_channels: int, out_channels: int, spec: OCRSpec, name: str) -> Sequential:
@@ -111,6 +111,4 @@ def predict(model: CRNN, images: np.ndarray, *, with_features: bool = False, bat
             device: str = "cpu") -> dict[str, np.ndarray]:
     """Eval-mode outputs for NHWC numpy line images: ``logits`` [N, T, K]; with ``with_features``, the last conv
     map as ``features.0`` ([N, H', T, C]) and the LSTM's outputs as ``features.1`` ([N, T, 2 * hidden])."""
-    from ..tensors import batched_outputs
-
     return batched_outputs(model, images, with_features=with_features, batch_size=batch_size, device=device)
