@@ -21,7 +21,7 @@ def test_tasks_lists_every_task(capsys):
 @pytest.mark.parametrize("argv,message", [
     (["parity", "--task", "nope"], "unknown task 'nope'; expected one of"),
     (["train", "--task", "classification", "--framework", "jax"], "unknown framework 'jax'; expected one of"),
-    (["parity", "--task", "ocr"], "task 'ocr' is planned"),
+    (["parity", "--task", "tracking"], "task 'tracking' is planned"),
     (["parity", "--task", "detection", "--variant", "retina"],
      "unknown variant 'retina' of task 'detection'; expected one of ['faster_rcnn', 'yolo']"),
 ])
@@ -225,7 +225,7 @@ BAD_COMMAND_LINES = {  # case: (argv from tmp_path, expected message)
     "report-cache-under-a-file": (lambda t: ["report", "--out", str(t / "out"), "--cache", _file(t) + "/cache"],
                                   "expected a folder this user can write"),
     "parity-unknown-task": (lambda t: ["parity", "--task", "nope"], "unknown task 'nope'; expected one of"),
-    "parity-planned-task": (lambda t: ["parity", "--task", "ocr"], "task 'ocr' is planned"),
+    "parity-planned-task": (lambda t: ["parity", "--task", "tracking"], "task 'tracking' is planned"),
     "parity-unknown-variant": (lambda t: ["parity", "--task", "detection", "--variant", "retina"],
                                "unknown variant 'retina' of task 'detection'"),
     "parity-unknown-level": (lambda t: ["parity", "--task", "classification", "--levels", "forward,bogus"],

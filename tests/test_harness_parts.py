@@ -134,8 +134,9 @@ def test_every_finished_task_is_in_the_default_report():
         if entry.status in RUNNABLE:
             assert isinstance(plugin(name), TaskPlugin)
     with pytest.raises(ValueError,
-                       match=r"no compare.tasks module for task 'ocr' \(expected compare/tasks/ocr.py with PLUGIN"):
-        plugin("ocr")
+                       match=r"no compare.tasks module for task 'tracking' \(expected compare/tasks/tracking.py with "
+                             r"PLUGIN"):
+        plugin("tracking")
 
 
 def test_selected_rows_are_paired_by_box_not_by_slot():

@@ -54,10 +54,10 @@ def test_unknown_task_framework_and_preset_list_the_valid_ones():
         check_framework("jax")
     with pytest.raises(SpecError, match=r"unknown preset 'huge'.*expected one of \['standard', 'tiny'\]"):
         get_spec("classification", "huge")
-    with pytest.raises(SpecError, match=r"task 'ocr' is planned.*tasks that run: "
+    with pytest.raises(SpecError, match=r"task 'tracking' is planned.*tasks that run: "
                                         r"\['augmentation', 'classification', 'detection', 'distillation', 'distributed', "
-                                        r"'instance_segmentation', 'semantic_segmentation', 'transfer_learning'\]"):
-        check_task("ocr")
+                                        r"'instance_segmentation', 'ocr', 'semantic_segmentation', 'transfer_learning'\]"):
+        check_task("tracking")
 
 
 def test_data_and_model_class_counts_must_agree():
