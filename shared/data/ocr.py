@@ -8,14 +8,15 @@ Every line is drawn the same way (``render_line``):
 3. ``slant`` shears the mask (-0.35 to 0.35), ``rotation`` turns it (-6 to 6 degrees);
 4. the mask is cropped to its ink horizontally (the font's whole height is kept, so that the text height follows
    the font size and not the letters) and resized so that the font's height is a share of the line's height
-   (``sizes``: 0.5 to 0.9, else 0.75), narrower where the text would not fit, and placed at random;
-5. ink and paper colours (a dark ink on a light paper; ``low_contrast``: 0.12 to 0.25 apart in brightness) and
+   (``sizes``: the spec's ``min_text_height`` to 0.9, else 0.75), narrower where the text would not fit, and
+   placed at random;
+5. ink and paper colours (a dark ink on a light paper; ``low_contrast``: 0.2 to 0.35 apart in brightness) and
    the paper's grain (Gaussian, sd 0.02, on every line: no region of a scan is perfectly flat, and a flat one
    would put thousands of activations at one value, where the twins' rounding decides every kink and tie at
    once: on grainless lines the L2 probe's first-layer gradients differed by 56 times its tolerance, by 0.2
    of it with grain),
    ``uneven_background`` multiplies by a smooth illumination field (a ramp and a soft blob, 0.45 to 1.15),
-   ``blur`` is a Gaussian blur (0.7 to 1.3 px), ``noise`` adds Gaussian noise (sd 0.05 to 0.12).
+   ``blur`` is a Gaussian blur (0.7 to 1.3 px), ``noise`` adds Gaussian noise (sd 0.04 to 0.08).
 
 ``fonts``: a random font of the spec's list (those found on this machine), else DejaVu Sans. The training and
 test lines draw ``fonts`` and ``sizes`` always and each other challenge with the spec's ``challenge_rate``. The
@@ -237,7 +238,7 @@ def render_line(text: str, font: str, challenges: tuple[str, ...], rng: np.rando
     y, x = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
     canvas[y:y + h, x:x + w] = np.clip(small, 0.0, 1.0)
     paper = rng.uniform(0.7, 1.0, 3)
-    gap = rng.uniform(0.12, 0.25) if "low_contrast" in challenges else rng.uniform(0.5, 0.85)
+    gap = rng.uniform(0.2, 0.35) if "low_contrast" in challenges else rng.uniform(0.5, 0.85)
     colour = np.clip(paper - gap - rng.uniform(-0.05, 0.05, 3), 0.0, 1.0)
     image = paper * (1.0 - canvas[..., None]) + colour * canvas[..., None] + rng.normal(0.0, GRAIN, (height, width, 3))
     if "uneven_background" in challenges:
@@ -247,7 +248,7 @@ def render_line(text: str, font: str, challenges: tuple[str, ...], rng: np.rando
 
         image = gaussian_filter(image, sigma=(float(rng.uniform(0.7, 1.3)),) * 2 + (0.0,), mode="nearest")
     if "noise" in challenges:
-        image = image + rng.normal(0.0, rng.uniform(0.05, 0.12), image.shape)
+        image = image + rng.normal(0.0, rng.uniform(0.04, 0.08), image.shape)
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 

@@ -100,10 +100,10 @@ class OCRDataSpec:
     max_length: int = 14
     word_share: float = 0.5
     fonts: tuple[str, ...] = FONTS
-    min_text_height: float = 0.5
-    challenge_rate: float = 0.2
+    min_text_height: float = 0.6
+    challenge_rate: float = 0.1
     preprocess: tuple[str, ...] = ("grayscale", "normalise")
-    n_train: int = 16000
+    n_train: int = 24000
     n_val: int = 200
     n_test: int = 1000
     n_per_challenge: int = 300
@@ -153,8 +153,8 @@ class OCRSpec:
     model: CRNNSpec = field(default_factory=CRNNSpec)
     data: OCRDataSpec = field(default_factory=OCRDataSpec)
     decode: DecodeSpec = field(default_factory=DecodeSpec)
-    train: TrainSpec = field(default_factory=lambda: TrainSpec(optimizer="adam", lr=0.002, weight_decay=0.0,
-                                                               epochs=8, batch_size=64))
+    train: TrainSpec = field(default_factory=lambda: TrainSpec(optimizer="adam", lr=0.003, weight_decay=0.0,
+                                                               epochs=8, batch_size=32))
     tolerances: ParityTolerances = field(default_factory=lambda: ocr_tolerances())
     task: str = "ocr"
     output_keys: tuple[str, ...] = ("logits",)
@@ -216,7 +216,14 @@ def tiny() -> OCRSpec:
 
 def standard() -> OCRSpec:
     """The report's CRNN: 32 x 128 lines of 3 to 14 characters, four conv stages (32 to 128 channels, 32
-    columns), a 128-unit bidirectional LSTM; Adam at 0.002, cosine, 8 epochs of 64 lines."""
+    columns), a 128-unit bidirectional LSTM; Adam at 0.003, cosine, 8 epochs of 24,000 lines in batches of 32.
+
+    Measured (PyTorch, held-out CER; Zen 4, 2 cores): 16,000 lines with every challenge at a 20% chance, 8 epochs:
+    0.125, though each challenge alone costs at most 1.6% (touching 6.3%): they compound, and noise on low
+    contrast left some lines unreadable. At a 10% chance with milder noise and contrast, 24,000 lines: 0.025
+    (7 minutes of training; clean lines 0.3%, touching characters 4.4%). A (16, 32, 64, 96) / 96-unit CRNN
+    stayed at 0.13 after 8 epochs of 16,000; average pooling did not leave the all-blank plateau in 4 epochs.
+    """
     return OCRSpec()
 
 
