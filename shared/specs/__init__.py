@@ -73,7 +73,7 @@ TASKS: dict[str, TaskEntry] = {e.name: e for e in (
     TaskEntry("instance_segmentation", "Mask R-CNN-style instance segmentation", (7, 21, 24), "ready",
               {"tiny": instance_segmentation.tiny, "standard": instance_segmentation.standard}, "mask_rcnn"),
     TaskEntry("tracking", "SiamFC-style Siamese tracker", (6, 22)),
-    TaskEntry("ocr", "CRNN with CTC loss, greedy and beam decoding, text lines in real fonts", (8, 25), "preview",
+    TaskEntry("ocr", "CRNN with CTC loss, greedy and beam decoding, text lines in real fonts", (8, 25), "ready",
               {"tiny": ocr.tiny, "standard": ocr.standard}, "crnn"),
     TaskEntry("embedding", "metric-learned embeddings and retrieval", (9, 26)),
     TaskEntry("distillation", "knowledge distillation: the classifier as teacher of a 10x smaller student", (10, 27),

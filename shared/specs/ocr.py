@@ -189,12 +189,13 @@ class OCRSpec:
 
 
 def ocr_tolerances() -> ParityTolerances:
-    """The default tolerances, with an L3 probe of 12 steps. Measured on the tiny CRNN (SGD at 0.01): with the
-    preset's batches of 32, the twins' losses agree within 0.14 of the 1e-5 tolerance through step 14, then the
-    gap reaches 1.9 tolerances at step 16 (the loss has fallen from 29 to 7 as the model leaves its all-blank
-    output, and CTC's alignment posteriors sharpen); with batches of 8, within 0.07 through step 17 and 12
-    tolerances at step 20. L2 (every gradient, one step) is within 0.2 of its tolerance."""
-    return ParityTolerances(training_steps=12)
+    """The default tolerances, with an L3 probe of 6 steps. Measured on the tiny CRNN (SGD at 0.01), the twins'
+    losses step by step, as a share of the 1e-5 tolerance: with the preset's batches of 32, at most 0.11 through
+    step 7; then the loss falls from 25 to 5 as the model leaves its all-blank output, CTC's alignments sharpen,
+    and the gap reaches 0.7 at step 8 and 6.8 at step 11 (with an earlier version of the lines, whose collapse
+    came later, 0.14 through step 14). With batches of 8, at most 0.14 through step 20. L2 (every gradient, one
+    step) is within 0.2 of its tolerance."""
+    return ParityTolerances(training_steps=6)
 
 
 def _product(values) -> int:
