@@ -62,7 +62,7 @@ def interrupted_report(tmp_path_factory):
     partial = published()
     assert partial is not None, "the first task was never published"
     left = types.SimpleNamespace(
-        partial=partial, html=(out / "index.html").read_text(), markdown=(out / "report.md").read_text(),
+        cache=cache, partial=partial, html=(out / "index.html").read_text(), markdown=(out / "report.md").read_text(),
         gate=_twinvision("check", "--results", str(out / "results.json")),
         leftovers=[p for p in cache.rglob("*") if p.name.endswith(".tmp")])
     resumed = _twinvision("report", "--profile", "quick", "--tasks", "classification", "--out", str(out), "--cache",
@@ -354,12 +354,23 @@ def test_killed_report_leaves_a_valid_report_and_resumes_without_retraining(inte
     assert "torch: cached" in stdout and "tensorflow: cached" in stdout, stdout[-3000:]
 
 
-def test_failing_backend_is_recorded_and_the_report_completes(tmp_path, monkeypatch, smoke_timing):
+def test_failing_backend_is_recorded_and_the_report_completes(tmp_path, monkeypatch, smoke_timing,
+                                                             interrupted_report):
     """A crashing backend, and empty representative data for the calibrated int8 quantizers: each failure is
-    recorded with its cause and every other backend and variant completes."""
+    recorded with its cause and every other backend and variant completes.
+
+    It starts from a copy of the module's cache (the twins trained and exported once), less every int8 file, so the
+    quantizers run again on the empty calibration set rather than serving what the module's report made."""
     from compare import backends
     from compare.stages import quantize as quantize_stage
     from compare.report import run_report
+
+    shutil.copytree(interrupted_report.cache, tmp_path / "cache")
+    for path in sorted((tmp_path / "cache").rglob("*int8*"), key=lambda p: len(p.parts)):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
     real = backends.make_runner
 
