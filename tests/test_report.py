@@ -34,8 +34,8 @@ def interrupted_report(tmp_path_factory):
     """A two-task quick report (classification, then detection) SIGKILLed once the first task is published, then
     the first task's report run again on the same cache. Returns what the killed run left (``partial``: its
     results.json, ``html``, ``markdown``, the gate's verdict on it, stray temporary files) and the resumed run
-    (``out``, ``stdout``), which the other tests read as the quick report: one classification model trained and
-    exported for the module, not two."""
+    (``out``, ``stdout``), which the other tests read as the quick report, and its ``cache``: one classification
+    model trained and exported for the module, not two."""
     base = tmp_path_factory.mktemp("report")
     cache, out = base / "cache", base / "reports" / "latest"
     args = [sys.executable, "-m", "compare.cli", "report", "--profile", "quick", "--out", str(out), "--cache",
