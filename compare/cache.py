@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +31,19 @@ def code_key() -> str:
             digest.update(path.relative_to(ROOT).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def recipe_name(filename: str, settings: dict, *makers) -> str:
+    """``filename`` tagged with a short hash of the recipe that makes it, where that recipe lives outside the
+    packages ``code_key`` hashes: the harness's settings (calibration images, fine-tune steps, learning rate, the
+    CPU's int8 weight range) and the source of the harness modules that do the work (``makers``). Changing any of
+    them names a new file, so a calibrated artifact is never served from an older recipe:
+    ``model-int8.tflite`` -> ``model-int8-3f9c0a1b.tflite``."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for module in makers:
+        digest.update(Path(inspect.getsourcefile(module)).read_bytes())
+    path = Path(filename)
+    return f"{path.stem}-{digest.hexdigest()[:8]}{path.suffix}"
 
 
 class TaskCache:

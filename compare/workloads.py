@@ -14,6 +14,7 @@ never reported as fast. Artifacts are cached like a task's.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -26,8 +27,9 @@ from shared.data.textures import photo_batch
 from shared.specs import RUNNABLE, TASKS
 
 from . import backends as B
+from . import quantization
 from . import speed as S
-from .cache import TaskCache
+from .cache import TaskCache, recipe_name
 from .exports import export_all
 from .parity import entry
 from .progress import Step
@@ -101,19 +103,22 @@ def _int8_runner(name: str, models: dict, artifacts: dict, spec, cache: TaskCach
     from pytorch_impl import quantize as PQ
     from tensorflow_impl import quantize as TQ
 
-    from .quantization import onnx_static_int8
-
     int8, keys = int8_setting(), tuple(spec.output_keys)
+
+    def recipe(filename: str) -> str:  # the calibration and this code name the file (compare.cache.recipe_name)
+        made_with = {"calibration": len(calibration), "int8": dataclasses.asdict(int8)}
+        return recipe_name(filename, made_with, sys.modules[__name__], quantization)
+
     if name == "torch-int8":
         return B.pt2e_int8_runner(name, PQ.quantize_static(models["torch"], spec, calibration, int8), keys,
                                   spec.input_shape)
     if name == "onnxruntime-int8":
-        path, _ = cache.artifact(f"model-torch-int8-{int8.name}.onnx", lambda p: onnx_static_int8(
+        path, _ = cache.artifact(recipe("model-torch-int8.onnx"), lambda p: quantization.onnx_static_int8(
             artifacts["onnx-from-torch"], p, calibration, spec, int8=int8))
         return B.onnx_runner(name, path, threads)
     if name == "tflite-int8":
-        path, _ = cache.artifact("model-int8.tflite", lambda p: TQ.to_tflite(artifacts["saved_model"], p, "int8",
-                                                                              calibration, spec))
+        path, _ = cache.artifact(recipe("model-int8.tflite"), lambda p: TQ.to_tflite(
+            artifacts["saved_model"], p, "int8", calibration, spec))
         return B.tflite_runner(name, path, threads, keys)
     raise ValueError(f"unknown int8 backend {name!r}; expected one of {list(INT8_BACKENDS)}")
 

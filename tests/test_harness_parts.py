@@ -98,6 +98,24 @@ def test_store_round_trip(tmp_path):
     assert store.results_of(tmp_path / "h.sqlite", "r1")["run"]["id"] == "r1"
 
 
+
+def test_a_calibrated_file_is_named_by_its_recipe():
+    """Calibrated int8 files depend on settings outside the cache key (calibration images, QAT steps, the CPU's
+    weight range) and on harness code: any change names a new file, the same recipe the same file."""
+    from compare import quantization
+    from compare.cache import recipe_name
+    from compare.stages import quantize
+
+    settings = {"calibration": 256, "steps": 40, "lr": 2e-4, "int8": {"name": "s8-vnni"}}
+    name = recipe_name("model-int8.tflite", settings, quantize, quantization)
+    assert name.startswith("model-int8-") and name.endswith(".tflite") and len(name) == len("model-int8-.tflite") + 8
+    assert recipe_name("model-int8.tflite", dict(reversed(settings.items())), quantize, quantization) == name
+    assert recipe_name("model-int8.tflite", {**settings, "calibration": 64}, quantize, quantization) != name
+    assert recipe_name("model-int8.tflite", {**settings, "int8": {"name": "s7"}}, quantize, quantization) != name
+    assert recipe_name("model-int8.tflite", settings, quantize) != name  # the making code is part of the recipe
+    assert recipe_name("model-torch-int8.onnx", settings, quantize, quantization).endswith(".onnx")
+
+
 # -- a second task through the same harness: detection ------------------------------------------------
 
 def test_detection_metrics_go_through_the_twins_postprocess():

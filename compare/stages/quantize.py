@@ -6,12 +6,15 @@ with the fp32 reference, and one summary row per variant against its fp32 source
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 from shared.cpu import int8_setting
 from shared.metrics import agreement, primary_metric
 
 from .. import backends as B
+from .. import quantization
+from ..cache import recipe_name
 from ..quantization import u8s8_headroom
 from ..size import artifact_bytes
 from . import REFERENCE, RunContext, scalars
@@ -32,8 +35,6 @@ def quantize(ctx: RunContext, reference: dict, artifacts: dict[str, Path], data)
     from pytorch_impl.export import export_onnx
     from tensorflow_impl import quantize as TQ
 
-    from ..quantization import onnx_static_int8
-
     from ..exports import export_views
 
     cfg, spec = COMPRESSION[ctx.profile], ctx.spec
@@ -53,6 +54,13 @@ def quantize(ctx: RunContext, reference: dict, artifacts: dict[str, Path], data)
     tensors = ctx.twins["torch"].bridge.export_weights(reference["torch"])
     lr = spec.train.lr * 0.02  # fine-tuning a trained model: a small step
     pt2e: dict = {}  # the static pt2e int8 model, once made: exported to ONNX (QDQ) as onnxruntime-torch-int8
+    # What the calibrated and fine-tuned files are made with beyond the spec and the model code the cache key
+    # covers: these settings and this stage's code name the files, so a change recalibrates instead of serving a
+    # file made the old way.
+    made_with = {"calibration": len(calibration), "steps": cfg["steps"], "lr": lr, "int8": ctx.result["int8"]}
+
+    def recipe(filename: str) -> str:
+        return recipe_name(filename, made_with, sys.modules[__name__], quantization)
 
     def artifact(name: str, filename: str, make) -> Path:
         path, _ = ctx.cache.artifact(filename, make)
@@ -86,24 +94,25 @@ def quantize(ctx: RunContext, reference: dict, artifacts: dict[str, Path], data)
             artifacts["saved_model"], p, "fp16")),
         "tflite-dynamic": lambda: tflite("tflite-dynamic", "model-dynamic.tflite", lambda p: TQ.to_tflite(
             artifacts["saved_model"], p, "dynamic")),
-        "tflite-int8": lambda: tflite("tflite-int8", "model-int8.tflite", lambda p: TQ.to_tflite(
+        "tflite-int8": lambda: tflite("tflite-int8", recipe("model-int8.tflite"), lambda p: TQ.to_tflite(
             artifacts["saved_model"], p, "int8", calibration, spec)),
-        "tflite-int8-qat": lambda: tflite("tflite-int8-qat", "model-int8-qat.tflite", lambda p: TQ.quantize_qat(
-            tensors, spec, data.train, cfg["steps"], lr, p)),
+        "tflite-int8-qat": lambda: tflite("tflite-int8-qat", recipe("model-int8-qat.tflite"),
+                                          lambda p: TQ.quantize_qat(tensors, spec, data.train, cfg["steps"], lr, p)),
         "torch-int8": lambda: torch_int8("torch-int8", PQ.quantize_static(graphs["torch"], spec, calibration, int8)),
         "torch-int8-qat": lambda: torch_int8("torch-int8-qat", PQ.quantize_qat(reference["torch"], spec, data.train,
                                                                                cfg["steps"], lr, int8)),
         # The eager model's own dense layers: always the whole model, whatever its graphs hold.
         "torch-int8-dynamic": lambda: B.module_runner("torch-int8-dynamic", PQ.quantize_dynamic(reference["torch"]),
                                                       tuple(spec.output_keys), spec.input_shape),
-        "onnxruntime-torch-int8": lambda: onnx("onnxruntime-torch-int8", f"model-torch-pt2e-int8-{int8.name}.onnx",
+        "onnxruntime-torch-int8": lambda: onnx("onnxruntime-torch-int8", recipe("model-torch-pt2e-int8.onnx"),
                                                lambda p: export_onnx(pt2e_model(), graph_spec, p)),
-        "onnxruntime-int8": lambda: onnx("onnxruntime-int8", f"model-torch-int8-{int8.name}.onnx",
-                                         lambda p: onnx_static_int8(artifacts["onnx-from-torch"], p, calibration, spec,
-                                                                    int8=int8)),
+        "onnxruntime-int8": lambda: onnx("onnxruntime-int8", recipe("model-torch-int8.onnx"),
+                                         lambda p: quantization.onnx_static_int8(artifacts["onnx-from-torch"], p,
+                                                                                 calibration, spec, int8=int8)),
         "onnxruntime-int8-from-tensorflow": lambda: onnx(
-            "onnxruntime-int8-from-tensorflow", f"model-tensorflow-int8-{int8.name}.onnx",
-            lambda p: onnx_static_int8(artifacts["onnx-from-tensorflow"], p, calibration, spec, int8=int8)),
+            "onnxruntime-int8-from-tensorflow", recipe("model-tensorflow-int8.onnx"),
+            lambda p: quantization.onnx_static_int8(artifacts["onnx-from-tensorflow"], p, calibration, spec,
+                                                    int8=int8)),
     }
     made = {}
     for name, make in plan.items():
