@@ -58,7 +58,8 @@ class TaskCache:
         if depends_on:
             key = hashlib.sha256(" ".join([key, *map(spec_key, depends_on)]).encode()).hexdigest()
         self.dir = Path(root) / f"{task}-{preset}-{key[:10]}-{code_key()}"
-        self.fresh = not self.dir.exists()  # nothing cached yet: a cold run of this combination
+        # Nothing cached yet (no folder, or the empty one a run killed before its first file leaves): a cold run.
+        self.fresh = not self.dir.exists() or not any(self.dir.iterdir())
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def path(self, name: str) -> Path:

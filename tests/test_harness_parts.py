@@ -116,6 +116,20 @@ def test_a_calibrated_file_is_named_by_its_recipe():
     assert recipe_name("model-torch-int8.onnx", settings, quantize, quantization).endswith(".onnx")
 
 
+
+def test_a_cache_folder_is_cold_until_it_holds_a_file(tmp_path):
+    """A report times a task as cold when nothing of it was cached, including the empty folder a run killed
+    before its first file leaves behind."""
+    from compare.cache import TaskCache
+    from shared.specs import get_spec
+
+    spec = get_spec("classification", "tiny")
+    assert TaskCache(tmp_path, "classification", "tiny", spec).fresh
+    assert TaskCache(tmp_path, "classification", "tiny", spec).fresh  # the folder exists, empty
+    TaskCache(tmp_path, "classification", "tiny", spec).path("trained-torch.safetensors").write_bytes(b"x")
+    assert not TaskCache(tmp_path, "classification", "tiny", spec).fresh
+
+
 # -- a second task through the same harness: detection ------------------------------------------------
 
 def test_detection_metrics_go_through_the_twins_postprocess():
