@@ -98,7 +98,6 @@ def test_store_round_trip(tmp_path):
     assert store.results_of(tmp_path / "h.sqlite", "r1")["run"]["id"] == "r1"
 
 
-
 def test_a_calibrated_file_is_named_by_its_recipe():
     """Calibrated int8 files depend on settings outside the cache key (calibration images, QAT steps, the CPU's
     weight range) and on harness code: any change names a new file, the same recipe the same file."""
@@ -114,7 +113,6 @@ def test_a_calibrated_file_is_named_by_its_recipe():
     assert recipe_name("model-int8.tflite", {**settings, "int8": {"name": "s7"}}, quantize, quantization) != name
     assert recipe_name("model-int8.tflite", settings, quantize) != name  # the making code is part of the recipe
     assert recipe_name("model-torch-int8.onnx", settings, quantize, quantization).endswith(".onnx")
-
 
 
 def test_a_cache_folder_is_cold_until_it_holds_a_file(tmp_path):
